@@ -1,0 +1,60 @@
+"""Reading a JSON request body field by field, with one-line errors that name the field."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from flask import request
+
+from provider_service.errors import BadRequest
+
+T = TypeVar("T")
+_MISSING: Any = object()
+
+
+class Body:
+    """A JSON object from a request; unknown fields are refused so typos are not ignored."""
+
+    def __init__(self, data: dict[str, Any], allowed: Iterable[str], where: str = "") -> None:
+        self._data = data
+        self._where = where
+        unknown = sorted(set(data) - set(allowed))
+        if unknown:
+            raise BadRequest(f"{where}unknown field {unknown[0]!r}")
+
+    @classmethod
+    def from_request(cls, allowed: Iterable[str]) -> Body:
+        data = request.get_json(silent=True, force=True)
+        if not isinstance(data, dict):
+            raise BadRequest("the request body must be a JSON object")
+        return cls(data, allowed)
+
+    @classmethod
+    def nested(cls, value: object, allowed: Iterable[str], where: str) -> Body:
+        if not isinstance(value, dict):
+            raise BadRequest(f"{where}: expected a JSON object")
+        return cls(value, allowed, where + ".")
+
+    def has(self, field: str) -> bool:
+        return self._data.get(field) is not None
+
+    def raw(self, field: str) -> Any:
+        return self._data.get(field)
+
+    def get(self, field: str, parse: Callable[[Any, str], T], default: T = _MISSING) -> T:
+        """The parsed field; `default` when absent or null; BadRequest when required."""
+        value = self._data.get(field)
+        if value is None or value == "" and default is not _MISSING:
+            if default is _MISSING:
+                raise BadRequest(f"{self._where}{field}: required")
+            return default
+        return parse(value, self._where + field)
+
+    def items(self, field: str) -> list[Any]:
+        value = self._data.get(field)
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise BadRequest(f"{self._where}{field}: expected a JSON list")
+        return value

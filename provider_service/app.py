@@ -1,0 +1,74 @@
+"""The Flask application factory (one app per gunicorn worker, one per test)."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+from flask import Flask, current_app, jsonify, request
+from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException
+
+from provider_service.config import Settings
+from provider_service.db import Database
+from provider_service.errors import ServiceError, Unauthorized
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/v1"
+_DB_KEY = "vxgate.db"
+
+
+def create_app(settings: Settings | None = None, database: Database | None = None) -> Flask:
+    settings = settings or Settings.from_env()
+    app = Flask("provider_service")
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.config["VXGATE_SETTINGS"] = settings
+    app.extensions[_DB_KEY] = database or Database(settings.database_url)
+
+    from provider_service.api import register_blueprints
+
+    register_blueprints(app)
+    app.before_request(_authenticate)
+    app.register_error_handler(ServiceError, _service_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+
+    @app.get("/healthz")
+    def healthz() -> ResponseReturnValue:
+        return {"status": "ok"}
+
+    return app
+
+
+def db() -> Database:
+    """The database of the app handling the current request."""
+    database: Database = current_app.extensions[_DB_KEY]
+    return database
+
+
+def _authenticate() -> None:
+    if not request.path.startswith(API_PREFIX + "/"):
+        return
+    settings: Settings = current_app.config["VXGATE_SETTINGS"]
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("missing token: send 'Authorization: Bearer <token>'")
+    if not hmac.compare_digest(token.strip().encode(), settings.admin_token.encode()):
+        raise Unauthorized("invalid token")
+
+
+def _service_error(error: ServiceError) -> ResponseReturnValue:
+    return jsonify(error=str(error)), error.status
+
+
+def _http_error(error: HTTPException) -> ResponseReturnValue:
+    message = f"{error.name}: {request.method} {request.path}"
+    return jsonify(error=message), error.code or 500
+
+
+def _unexpected_error(error: Exception) -> ResponseReturnValue:
+    # The traceback goes to the service log, never to the client.
+    log.exception("unexpected error in %s %s", request.method, request.path)
+    return jsonify(error=f"internal error ({type(error).__name__}); see the service log"), 500

@@ -1,0 +1,120 @@
+"""Database access: engines, sessions, and the write unit of work with retries.
+
+SQLite (WAL) is the default and PostgreSQL the HA option; code above this module does not
+care which. Writers on SQLite start with BEGIN IMMEDIATE so two gunicorn workers never
+deadlock upgrading a read lock to a write lock; readers use a plain deferred BEGIN.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from provider_service.errors import Conflict, Unavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+WRITE_ATTEMPTS = 6
+# PostgreSQL SQLSTATEs that mean "another transaction got in the way, try again".
+_PG_RETRY_SQLSTATES = {"40001", "40P01"}
+
+
+class Database:
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self._write_engine = _sqlite_engine(url, "BEGIN IMMEDIATE", echo)
+            self._read_engine = _sqlite_engine(url, "BEGIN", echo)
+        else:
+            engine = create_engine(url, echo=echo, pool_size=5, max_overflow=10, pool_pre_ping=True)
+            self._write_engine = self._read_engine = engine
+        self._writer = sessionmaker(self._write_engine, expire_on_commit=False)
+        self._reader = sessionmaker(self._read_engine, expire_on_commit=False)
+
+    @property
+    def engine(self) -> Engine:
+        return self._write_engine
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._reader() as session, session.begin():
+            yield session
+
+    def write(self, work: Callable[[Session], T]) -> T:
+        """Run `work` in one transaction; retry it whole when a concurrent writer won.
+
+        `work` must be safe to re-run: it reads the state it builds on inside the
+        transaction. A unique-constraint race (two replays of one event at once) is a
+        retry too: the second attempt sees the first one's row and becomes a no-op.
+        """
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                with self._writer() as session, session.begin():
+                    return work(session)
+            except IntegrityError as exc:
+                if not _is_unique_violation(exc):
+                    raise  # a bug, not a race: let it surface
+                if attempt == WRITE_ATTEMPTS:
+                    raise Conflict("concurrent change to the same object; replay the request") from exc
+                log.debug("write attempt %d hit a constraint race: %s", attempt, exc.orig)
+            except (OperationalError, DBAPIError) as exc:
+                if not _is_transient(exc) or attempt == WRITE_ATTEMPTS:
+                    raise Unavailable(f"database error: {_first_line(exc.orig)}") from exc
+                log.debug("write attempt %d was transient: %s", attempt, exc.orig)
+            time.sleep(random.uniform(0, 0.002 * 2**attempt))  # jittered backoff
+        raise AssertionError("unreachable")
+
+    def dispose(self) -> None:
+        self._write_engine.dispose()
+        self._read_engine.dispose()
+
+
+def _sqlite_engine(url: str, begin_statement: str, echo: bool) -> Engine:
+    engine = create_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver so BEGIN IMMEDIATE is ours to emit.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL keeps it consistent
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql(begin_statement)
+
+    return engine
+
+
+def _is_unique_violation(exc: IntegrityError) -> bool:
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return sqlstate == "23505" or "UNIQUE constraint failed" in str(exc.orig)
+
+
+def _is_transient(exc: DBAPIError) -> bool:
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    if sqlstate in _PG_RETRY_SQLSTATES:
+        return True
+    text = str(exc.orig).lower()
+    return "database is locked" in text or "database table is locked" in text
+
+
+def _first_line(error: BaseException | None) -> str:
+    return str(error).strip().splitlines()[0] if error is not None and str(error).strip() else "unknown"

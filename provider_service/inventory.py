@@ -1,0 +1,189 @@
+"""Zones, physical networks and devices: the operator's inventory.
+
+Specs are plain data parsed and validated before any database work; `apply_*` functions
+take a spec and a session and are idempotent: applying the same spec twice changes
+nothing the second time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from provider_service import allocation
+from provider_service.errors import BadRequest, Conflict, NotFound
+from provider_service.models import Device, DeviceUplink, NumberPool, PhysicalNetwork, Zone
+from provider_service.models.fabric import ZONE_SCOPE
+
+DEFAULT_L2VNI_RANGE = (10_000, 4_999_999)
+DEFAULT_L3VNI_RANGE = (5_000_000, 5_999_999)
+DEFAULT_VLAN_RANGE = (3000, 4094)
+DEFAULT_ASN_RANGE = (4_200_000_000, 4_200_999_999)  # RFC 6996 private 4-byte ASNs
+PHYSNET_POOLS = ("l2vni", "l3vni", "vlan")
+
+
+@dataclass(frozen=True)
+class ZoneSpec:
+    id: str
+    name: str = ""
+    rt_asn: int = 65000
+    asn_range: tuple[int, int] = DEFAULT_ASN_RANGE
+
+
+@dataclass(frozen=True)
+class PhysicalNetworkSpec:
+    id: str
+    zone_id: str
+    name: str = ""
+    isolation_method: str = "vxlan"
+    l2vni_range: tuple[int, int] = DEFAULT_L2VNI_RANGE
+    l3vni_range: tuple[int, int] = DEFAULT_L3VNI_RANGE
+    vlan_range: tuple[int, int] = DEFAULT_VLAN_RANGE
+    service_url: str = ""
+    token: str | None = None  # kept only as a digest
+
+    def ranges(self) -> dict[str, tuple[int, int]]:
+        return {"l2vni": self.l2vni_range, "l3vni": self.l3vni_range, "vlan": self.vlan_range}
+
+
+@dataclass(frozen=True)
+class UplinkSpec:
+    interface: str
+    peer_device: str = ""
+    peer_interface: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    name: str
+    zone_id: str
+    role: str
+    loopback: str
+    vtep_address: str = ""
+    management_address: str = ""
+    fixed_asn: int | None = None
+    uplinks: tuple[UplinkSpec, ...] = field(default_factory=tuple)
+
+
+def apply_zone(session: Session, spec: ZoneSpec) -> Zone:
+    zone = session.get(Zone, spec.id)
+    if zone is None:
+        zone = Zone(id=spec.id)
+        session.add(zone)
+    zone.name, zone.rt_asn = spec.name, spec.rt_asn
+    session.flush()
+    allocation.configure_pool(session, spec.id, ZONE_SCOPE, "asn", *spec.asn_range)
+    return zone
+
+
+def get_zone(session: Session, zone_id: str) -> Zone:
+    zone = session.get(Zone, zone_id)
+    if zone is None:
+        raise NotFound(f"unknown zone {zone_id}")
+    return zone
+
+
+def apply_physical_network(session: Session, spec: PhysicalNetworkSpec) -> PhysicalNetwork:
+    get_zone(session, spec.zone_id)
+    physnet = session.get(PhysicalNetwork, spec.id)
+    if physnet is None:
+        physnet = PhysicalNetwork(id=spec.id, zone_id=spec.zone_id)
+        session.add(physnet)
+    elif physnet.zone_id != spec.zone_id:
+        raise Conflict(f"physical network {spec.id} belongs to zone {physnet.zone_id}")
+    physnet.name = spec.name
+    physnet.isolation_method = spec.isolation_method
+    physnet.service_url = spec.service_url
+    if spec.token is not None:
+        physnet.token_sha256 = hashlib.sha256(spec.token.encode()).hexdigest()
+    session.flush()
+    for purpose, (first, last) in spec.ranges().items():
+        allocation.configure_pool(session, spec.zone_id, spec.id, purpose, first, last)
+    return physnet
+
+
+def physnet_pools(session: Session, physnet: PhysicalNetwork) -> dict[str, NumberPool]:
+    pools = session.scalars(
+        select(NumberPool).where(
+            NumberPool.zone_id == physnet.zone_id, NumberPool.scope == physnet.id
+        )
+    )
+    return {pool.purpose: pool for pool in pools}
+
+
+def resolve_physical_network(
+    session: Session, zone_id: str, physnet_id: str | None, physnet_name: str | None
+) -> PhysicalNetwork:
+    """By id, else by name (CloudStack's details carry only `physicalnetworkname`), else
+    the zone's only physical network."""
+    get_zone(session, zone_id)
+    query = select(PhysicalNetwork).where(PhysicalNetwork.zone_id == zone_id)
+    if physnet_id is not None:
+        query = query.where(PhysicalNetwork.id == physnet_id)
+    elif physnet_name is not None:
+        query = query.where(PhysicalNetwork.name == physnet_name)
+    found = session.scalars(query.limit(2)).all()
+    if len(found) == 1:
+        return found[0]
+    wanted = physnet_id or physnet_name
+    if wanted is not None:
+        raise NotFound(f"unknown physical network {wanted} in zone {zone_id}")
+    if not found:
+        raise NotFound(f"zone {zone_id} has no physical network registered")
+    raise BadRequest(f"zone {zone_id} has several physical networks: name one")
+
+
+def apply_device(session: Session, spec: DeviceSpec) -> Device:
+    get_zone(session, spec.zone_id)
+    device = session.get(Device, spec.name)
+    if device is None:
+        device = Device(name=spec.name, zone_id=spec.zone_id)
+        session.add(device)
+    elif device.zone_id != spec.zone_id:
+        raise Conflict(f"device {spec.name} belongs to zone {device.zone_id}")
+    device.role = spec.role
+    device.loopback = spec.loopback
+    device.vtep_address = spec.vtep_address or spec.loopback
+    device.management_address = spec.management_address
+    _apply_asn(session, device, spec.fixed_asn)
+    _apply_uplinks(device, spec.uplinks)
+    session.flush()
+    return device
+
+
+def delete_device(session: Session, name: str) -> None:
+    device = session.get(Device, name)
+    if device is None:
+        return
+    asn = device.asn_allocation
+    session.delete(device)
+    session.flush()
+    if asn is not None:
+        allocation.release(session, asn)
+
+
+def _apply_asn(session: Session, device: Device, fixed_asn: int | None) -> None:
+    device.fixed_asn = fixed_asn
+    if fixed_asn is None and device.asn_allocation is None:
+        pool = allocation.get_pool(session, device.zone_id, ZONE_SCOPE, "asn")
+        device.asn_allocation = allocation.allocate(session, pool)
+    elif fixed_asn is not None and device.asn_allocation is not None:
+        old = device.asn_allocation
+        device.asn_allocation = None
+        session.flush()
+        allocation.release(session, old)
+
+
+def _apply_uplinks(device: Device, uplinks: tuple[UplinkSpec, ...]) -> None:
+    wanted = {uplink.interface: uplink for uplink in uplinks}
+    device.uplinks = [link for link in device.uplinks if link.interface in wanted]
+    have = {link.interface: link for link in device.uplinks}
+    for name, uplink in wanted.items():
+        link = have.get(name)
+        if link is None:
+            link = DeviceUplink(interface=name)
+            device.uplinks.append(link)
+        link.peer_device, link.peer_interface = uplink.peer_device, uplink.peer_interface

@@ -1,0 +1,31 @@
+"""SQLAlchemy models of the desired state. Importing this registers every table."""
+
+from provider_service.models.base import Base
+from provider_service.models.device_state import DeviceConfig, ObjectStatus
+from provider_service.models.fabric import (
+    Allocation,
+    Device,
+    DeviceUplink,
+    NumberPool,
+    PhysicalNetwork,
+    ReleasedNumber,
+    Zone,
+)
+from provider_service.models.tenancy import Network, PublicIp, RoutingDomain, Vpc
+
+__all__ = [
+    "Allocation",
+    "Base",
+    "Device",
+    "DeviceConfig",
+    "DeviceUplink",
+    "Network",
+    "NumberPool",
+    "ObjectStatus",
+    "PhysicalNetwork",
+    "PublicIp",
+    "ReleasedNumber",
+    "RoutingDomain",
+    "Vpc",
+    "Zone",
+]

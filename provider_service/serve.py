@@ -1,0 +1,89 @@
+"""`vxgate-service`: migrate the database, then serve the API under gunicorn."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from provider_service.config import SettingsError, ensure_admin_token_file
+
+
+class _Gunicorn(BaseApplication):  # type: ignore[misc]
+    def __init__(self, options: dict[str, Any]) -> None:
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from provider_service.app import create_app
+
+        return create_app()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="vxgate-service", description=__doc__)
+    parser.add_argument("--bind", default="127.0.0.1:8640", help="host:port to listen on")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker")
+    parser.add_argument("--state-dir", type=Path, default=Path("/var/lib/vxgate"),
+                        help="holds the SQLite database and the admin token file")
+    parser.add_argument("--database-url", default=None,
+                        help="SQLAlchemy URL; default: SQLite in the state directory")
+    parser.add_argument("--access-log", action="store_true", help="log every request")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    state_dir = args.state_dir.resolve()
+    os.environ["VXGATE_STATE_DIR"] = str(state_dir)
+    if args.database_url:
+        os.environ["VXGATE_DATABASE_URL"] = args.database_url
+    if not os.environ.get("VXGATE_ADMIN_TOKEN"):
+        os.environ.setdefault("VXGATE_ADMIN_TOKEN_FILE", str(ensure_admin_token_file(state_dir)))
+
+    from provider_service import schema
+    from provider_service.config import Settings
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"vxgate-service: {exc}", file=sys.stderr)
+        return 2
+    schema.upgrade(settings.database_url)
+    print(f"vxgate service: http://{args.bind}/v1  (database {_redact(settings.database_url)})")
+    print(f"admin token:    {settings.admin_token}")
+    print(f"try:            curl -H 'Authorization: Bearer {settings.admin_token}' "
+          f"http://{args.bind}/v1/zones", flush=True)
+    options: dict[str, Any] = {
+        "bind": args.bind,
+        "workers": args.workers,
+        "threads": args.threads,
+        "worker_class": "gthread" if args.threads > 1 else "sync",
+        "keepalive": 30,
+        "accesslog": "-" if args.access_log else None,
+        "loglevel": "info",
+    }
+    _Gunicorn(options).run()
+    return 0
+
+
+def _redact(url: str) -> str:
+    """Hide the password of a database URL."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
