@@ -43,6 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    os.umask(0o077)  # the database will hold VM passwords and user data
     state_dir = args.state_dir.resolve()
     os.environ["VXGATE_STATE_DIR"] = str(state_dir)
     if args.database_url:

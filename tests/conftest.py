@@ -19,7 +19,6 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import create_engine, text
 
-from provider_service import schema
 from provider_service.app import create_app
 from provider_service.config import Settings
 from provider_service.models import Base
@@ -30,8 +29,12 @@ POSTGRES_ENV = "VXGATE_TEST_POSTGRES_URL"
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Built from the models; tests/functional/test_schema.py proves the migrations
+    # produce the same schema.
     path = tmp_path_factory.mktemp("template") / "vxgate.db"
-    schema.upgrade(f"sqlite:///{path}")
+    engine = create_engine(f"sqlite:///{path}")
+    Base.metadata.create_all(engine)
+    engine.dispose()
     return path
 
 
@@ -46,8 +49,8 @@ def postgres_url() -> str:
             engine = create_engine(url)
             with engine.begin() as connection:
                 connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+            Base.metadata.create_all(engine)
             engine.dispose()
-            schema.upgrade(url)
         except Exception as exc:  # any driver error means "no usable server"
             reason = f"PostgreSQL at {POSTGRES_ENV} is unusable: {str(exc).splitlines()[0]}"
     if reason:

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from flask import Flask
 
-from provider_service.api import inventory, networks, openapi
+from provider_service.api import device_state, inventory, networks, openapi, rules, vms
 
-BLUEPRINTS = (inventory.blueprint, networks.blueprint, openapi.blueprint)
+BLUEPRINTS = (
+    inventory.blueprint,
+    networks.blueprint,
+    rules.blueprint,
+    vms.blueprint,
+    device_state.blueprint,
+    openapi.blueprint,
+)
 
 
 def register_blueprints(app: Flask) -> None:

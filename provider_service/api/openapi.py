@@ -17,6 +17,9 @@ blueprint = Blueprint("openapi", __name__)
 API_MODULES: list[str] = [
     "provider_service.api.inventory",
     "provider_service.api.networks",
+    "provider_service.api.rules",
+    "provider_service.api.vms",
+    "provider_service.api.device_state",
 ]
 
 ERROR_SCHEMA = {

@@ -1,0 +1,11 @@
+"""Placeholder: filled in by the device_state work."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint
+
+blueprint = Blueprint("device_state", __name__, url_prefix="/v1")
+SCHEMAS: dict[str, Any] = {}
+PATHS: dict[str, Any] = {}
