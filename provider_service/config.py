@@ -41,7 +41,8 @@ def _admin_token(env: Mapping[str, str], state_dir: Path) -> str:
         try:
             token = token_file.read_text(encoding="ascii").strip()
         except OSError as exc:
-            raise SettingsError(f"cannot read admin token file {token_file}: {exc.strerror}") from exc
+            problem = f"cannot read admin token file {token_file}: {exc.strerror}"
+            raise SettingsError(problem) from exc
     if len(token) < 16:
         raise SettingsError("admin token must be at least 16 characters")
     return token

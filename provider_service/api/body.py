@@ -45,11 +45,11 @@ class Body:
     def get(self, field: str, parse: Callable[[Any, str], T], default: T = _MISSING) -> T:
         """The parsed field; `default` when absent or null; BadRequest when required."""
         value = self._data.get(field)
-        if value is None or value == "" and default is not _MISSING:
-            if default is _MISSING:
-                raise BadRequest(f"{self._where}{field}: required")
-            return default
-        return parse(value, self._where + field)
+        # CloudStack omits optional keys or sends them blank; both mean "not given".
+        absent = value is None or (value == "" and default is not _MISSING)
+        if absent and default is _MISSING:
+            raise BadRequest(f"{self._where}{field}: required")
+        return default if absent else parse(value, self._where + field)
 
     def items(self, field: str) -> list[Any]:
         value = self._data.get(field)

@@ -1,11 +1,162 @@
-"""Placeholder: filled in by the device_state work."""
+"""/v1/devices/<name>/config and /status: what a device should run, and how it went."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from flask import Blueprint
+from flask import Blueprint, request
+from flask.typing import ResponseReturnValue
+
+from provider_service import device_state as ops
+from provider_service import validation as v
+from provider_service.api.body import Body
+from provider_service.api.openapi import operation
+from provider_service.app import db
+from provider_service.errors import BadRequest
+from provider_service.models import DeviceConfig, ObjectStatus
+from provider_service.models.device_state import OBJECT_STATES
 
 blueprint = Blueprint("device_state", __name__, url_prefix="/v1")
-SCHEMAS: dict[str, Any] = {}
-PATHS: dict[str, Any] = {}
+
+MAX_ARTIFACT_BYTES = 4 * 1024 * 1024
+MAX_REASON_CHARS = 1000
+_ARTIFACT_RE = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
+_OBJECT_KIND_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+def parse_artifact_name(value: object, field: str) -> str:
+    text = v.require_str(value, field)
+    if not _ARTIFACT_RE.fullmatch(text):
+        raise BadRequest(f"{field}: use 1-32 lower-case letters, digits, '.', '_' or '-'")
+    return text
+
+
+def parse_content(value: object, field: str) -> str:
+    text = v.require_str(value, field)
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_ARTIFACT_BYTES:
+        raise BadRequest(f"{field}: larger than {MAX_ARTIFACT_BYTES} bytes")
+    return text
+
+
+def parse_report(item: object, index: int) -> ops.ObjectReport:
+    body = Body.nested(item, ("kind", "id", "state", "reason"), f"objects[{index}]")
+
+    def kind(value: object, field: str) -> str:
+        text = v.require_str(value, field)
+        if not _OBJECT_KIND_RE.fullmatch(text):
+            raise BadRequest(f"{field}: not an object kind: {text[:40]!r}")
+        return text
+
+    def object_id(value: object, field: str) -> str:
+        text = v.require_str(value, field)
+        if not 0 < len(text) <= 128 or not text.isprintable():
+            raise BadRequest(f"{field}: 1-128 printable characters")
+        return text
+
+    def reason(value: object, field: str) -> str:
+        # Agents quote error messages; keep them one line and bounded.
+        return " ".join(v.require_str(value, field).split())[:MAX_REASON_CHARS]
+
+    return ops.ObjectReport(
+        kind=body.get("kind", kind),
+        id=body.get("id", object_id),
+        state=body.get("state", lambda x, f: v.parse_choice(x, f, OBJECT_STATES)),
+        reason=body.get("reason", reason, ""),
+    )
+
+
+@blueprint.put("/devices/<name>/config/<artifact>")
+def put_artifact(name: str, artifact: str) -> ResponseReturnValue:
+    artifact = parse_artifact_name(artifact, "artifact")
+    content = Body.from_request(("content",)).get("content", parse_content)
+
+    def work(session: Any) -> dict[str, Any]:
+        device = ops.get_device(session, name)
+        generation = ops.store_artifact(session, device, artifact, content)
+        return {"device": name, "artifact": artifact, "generation": generation}
+
+    return db().write(work)
+
+
+@blueprint.get("/devices/<name>/config")
+def get_config(name: str) -> ResponseReturnValue:
+    since = v.parse_int(request.args.get("since", "0"), "since", 0, 2**62)
+    with db().read() as session:
+        device = ops.get_device(session, name)
+        return {
+            "device": name,
+            "generation": device.config_generation,
+            "artifacts": {a.artifact: artifact_json(a)
+                          for a in ops.artifacts_since(session, device, since)},
+        }
+
+
+@blueprint.put("/devices/<name>/status")
+def put_status(name: str) -> ResponseReturnValue:
+    body = Body.from_request(("generation", "objects"))
+    generation = body.get("generation", lambda x, f: v.parse_int(x, f, 0, 2**62))
+    reports = [parse_report(item, i) for i, item in enumerate(body.items("objects"))]
+
+    def work(session: Any) -> dict[str, Any]:
+        ops.record_status(session, ops.get_device(session, name), generation, reports)
+        return {"device": name, "recorded": len(reports)}
+
+    return db().write(work)
+
+
+@blueprint.get("/devices/<name>/status")
+def get_status(name: str) -> ResponseReturnValue:
+    state = request.args.get("state")
+    if state is not None:
+        state = v.parse_choice(state, "state", OBJECT_STATES)
+    with db().read() as session:
+        device = ops.get_device(session, name)
+        return {"device": name, "generation": device.config_generation,
+                "objects": [status_json(row) for row in ops.statuses(session, device, state)]}
+
+
+def artifact_json(artifact: DeviceConfig) -> dict[str, Any]:
+    return {"generation": artifact.generation, "sha256": artifact.sha256,
+            "content": artifact.content}
+
+
+def status_json(row: ObjectStatus) -> dict[str, Any]:
+    return {"kind": row.object_kind, "id": row.object_id, "generation": row.generation,
+            "state": row.state, "reason": row.reason, "updated_at": row.updated_at.isoformat()}
+
+
+SCHEMAS: dict[str, Any] = {
+    "DeviceConfig": {"type": "object", "properties": {
+        "device": {"type": "string"}, "generation": {"type": "integer"},
+        "artifacts": {"type": "object", "additionalProperties": {"type": "object", "properties": {
+            "generation": {"type": "integer"}, "sha256": {"type": "string"},
+            "content": {"type": "string"}}}}}},
+    "StatusReport": {"type": "object", "additionalProperties": False,
+                     "required": ["generation", "objects"], "properties": {
+        "generation": {"type": "integer", "description": "the config generation applied"},
+        "objects": {"type": "array", "items": {"type": "object", "required": ["kind", "id",
+                                                                             "state"],
+                                               "properties": {
+            "kind": {"type": "string"}, "id": {"type": "string"},
+            "state": {"enum": list(OBJECT_STATES)}, "reason": {"type": "string"}}}}}},
+    "DeviceStatus": {"type": "object", "properties": {
+        "device": {"type": "string"}, "generation": {"type": "integer"},
+        "objects": {"type": "array", "items": {"type": "object"}}}},
+}
+PATHS: dict[str, Any] = {
+    "/v1/devices/{name}/config": {
+        "get": operation("Artifacts changed after generation `since` (default 0: all)",
+                         response="DeviceConfig", errors=(400, 404)),
+    },
+    "/v1/devices/{name}/config/{artifact}": {
+        "put": operation("Store a rendered artifact; bumps the generation if it changed",
+                         request=None, response={"type": "object"}, errors=(400, 404)),
+    },
+    "/v1/devices/{name}/status": {
+        "put": operation("Report per-object apply status", request="StatusReport",
+                         response={"type": "object"}, errors=(400, 404)),
+        "get": operation("Per-object apply status (filter: state)", response="DeviceStatus",
+                         errors=(400, 404)),
+    },
+}

@@ -132,4 +132,6 @@ class PublicIp(Timestamped, Base):
     network_id: Mapped[str | None] = mapped_column(
         ForeignKey("networks.id", ondelete="CASCADE"), index=True
     )
-    vpc_id: Mapped[str | None] = mapped_column(ForeignKey("vpcs.id", ondelete="CASCADE"), index=True)
+    vpc_id: Mapped[str | None] = mapped_column(
+        ForeignKey("vpcs.id", ondelete="CASCADE"), index=True
+    )

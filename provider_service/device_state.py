@@ -1,0 +1,78 @@
+"""Rendered artifacts per device, numbered by generation, and the status agents report.
+
+A device's config_generation goes up by one whenever any of its artifacts changes; an
+artifact remembers the generation at which it last changed. An agent that has applied
+generation N asks for everything above N and gets exactly what changed since.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from provider_service.errors import NotFound
+from provider_service.models import Device, DeviceConfig, ObjectStatus
+from provider_service.models.base import utcnow
+
+
+@dataclass(frozen=True)
+class ObjectReport:
+    kind: str
+    id: str
+    state: str
+    reason: str = ""
+
+
+def get_device(session: Session, name: str) -> Device:
+    device = session.get(Device, name)
+    if device is None:
+        raise NotFound(f"unknown device {name}")
+    return device
+
+
+def store_artifact(session: Session, device: Device, artifact: str, content: str) -> int:
+    """Record a rendered artifact; returns its generation (unchanged if the text is)."""
+    digest = hashlib.sha256(content.encode()).hexdigest()
+    current = session.get(DeviceConfig, (device.name, artifact))
+    if current is not None and current.sha256 == digest:
+        return current.generation
+    device.config_generation += 1
+    if current is None:
+        current = DeviceConfig(device_name=device.name, artifact=artifact)
+        session.add(current)
+    current.generation = device.config_generation
+    current.content, current.sha256, current.updated_at = content, digest, utcnow()
+    return current.generation
+
+
+def artifacts_since(session: Session, device: Device, generation: int) -> list[DeviceConfig]:
+    return list(
+        session.scalars(
+            select(DeviceConfig)
+            .where(DeviceConfig.device_name == device.name, DeviceConfig.generation > generation)
+            .order_by(DeviceConfig.artifact)
+        )
+    )
+
+
+def record_status(
+    session: Session, device: Device, generation: int, reports: list[ObjectReport]
+) -> None:
+    """Upsert what the agent says of each object; a later report replaces an earlier one."""
+    for report in reports:
+        row = session.get(ObjectStatus, (device.name, report.kind, report.id))
+        if row is None:
+            row = ObjectStatus(device_name=device.name, object_kind=report.kind,
+                               object_id=report.id)
+            session.add(row)
+        row.generation, row.state, row.reason = generation, report.state, report.reason
+
+
+def statuses(session: Session, device: Device, state: str | None) -> list[ObjectStatus]:
+    query = select(ObjectStatus).where(ObjectStatus.device_name == device.name)
+    if state is not None:
+        query = query.where(ObjectStatus.state == state)
+    return list(session.scalars(query.order_by(ObjectStatus.object_kind, ObjectStatus.object_id)))
