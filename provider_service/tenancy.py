@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from provider_service import allocation
 from provider_service.errors import BadRequest, Conflict, NotFound
 from provider_service.inventory import physnet_pools, resolve_physical_network
-from provider_service.models import Network, PhysicalNetwork, RoutingDomain, Vpc
+from provider_service.models import Network, NumberPool, PhysicalNetwork, RoutingDomain, Vpc
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def apply_vpc(session: Session, spec: VpcSpec) -> Vpc:
     if vpc is None:
         physnet = _physnet(session, spec.zone_id, spec.physnet)
         vpc = Vpc(id=spec.id, zone_id=spec.zone_id, physical_network=physnet)
-        vpc.routing_domain = _new_routing_domain(session, physnet)
+        vpc.routing_domain = _new_routing_domain(session, physnet_pools(session, physnet))
         session.add(vpc)
     elif vpc.zone_id != spec.zone_id:
         raise Conflict(f"VPC {spec.id} belongs to zone {vpc.zone_id}")
@@ -131,7 +131,7 @@ def _create_network(session: Session, spec: NetworkSpec, vpc: Vpc | None) -> Net
     pools = physnet_pools(session, physnet)
     segment_purpose = "l2vni" if physnet.isolation_method == "vxlan" else "vlan"
     segment = allocation.allocate(session, pools[segment_purpose])
-    domain = vpc.routing_domain if vpc else _new_routing_domain(session, physnet)
+    domain = vpc.routing_domain if vpc else _new_routing_domain(session, pools)
     network = Network(
         id=spec.id, zone_id=spec.zone_id, physical_network=physnet, vpc=vpc,
         segment_allocation=segment, routing_domain=domain,
@@ -161,11 +161,9 @@ def _physnet(session: Session, zone_id: str, ref: PhysnetRef) -> PhysicalNetwork
     return resolve_physical_network(session, zone_id, ref.id, ref.name)
 
 
-def _new_routing_domain(session: Session, physnet: PhysicalNetwork) -> RoutingDomain:
-    pools = physnet_pools(session, physnet)
-    return RoutingDomain(
-        zone_id=physnet.zone_id, l3vni_allocation=allocation.allocate(session, pools["l3vni"])
-    )
+def _new_routing_domain(session: Session, pools: dict[str, NumberPool]) -> RoutingDomain:
+    l3vni = allocation.allocate(session, pools["l3vni"])
+    return RoutingDomain(zone_id=l3vni.zone_id, l3vni_allocation=l3vni)
 
 
 def _delete_routing_domain(session: Session, domain: RoutingDomain) -> None:

@@ -32,7 +32,7 @@ class Zone(Timestamped, Base):
     rt_asn: Mapped[int] = mapped_column(Integer, default=65000)
 
     pools: Mapped[list[NumberPool]] = relationship(
-        back_populates="zone", cascade="all, delete-orphan", lazy="selectin"
+        back_populates="zone", cascade="all, delete-orphan"
     )
 
 
