@@ -16,6 +16,8 @@ from provider_service.errors import ServiceError, Unauthorized
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/v1"
+# The largest legitimate body is save-vm-data: user data is at most 1 MiB in CloudStack.
+MAX_REQUEST_BYTES = 8 * 1024 * 1024
 _DB_KEY = "vxgate.db"
 
 
@@ -23,6 +25,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     settings = settings or Settings.from_env()
     app = Flask("provider_service")
     app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     app.config["VXGATE_SETTINGS"] = settings
     app.extensions[_DB_KEY] = database or Database(settings.database_url)
 

@@ -48,8 +48,6 @@ class NetworkSpec:
     mode: str = "natted"
     ip6_cidr: str = ""
     ip6_gateway: str = ""
-    domain: str = ""
-    dns: str = ""
     state: str = ""
     extension_ip: str = ""
 
@@ -144,7 +142,7 @@ def _copy_fields(network: Network, spec: NetworkSpec) -> None:
     network.guest_type, network.mode = spec.guest_type, spec.mode
     network.cidr, network.gateway = spec.cidr, spec.gateway
     network.ip6_cidr, network.ip6_gateway = spec.ip6_cidr, spec.ip6_gateway
-    network.domain, network.dns, network.state = spec.domain, spec.dns, spec.state
+    network.state = spec.state
     network.extension_ip = spec.extension_ip
 
 

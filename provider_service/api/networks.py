@@ -94,7 +94,7 @@ def vpc_json(vpc: Vpc) -> dict[str, Any]:
 
 _NETWORK_FIELDS = (
     "zone_id", "physical_network_id", "physical_network_name", "vpc_id", "guest_type", "mode",
-    "cidr", "gateway", "ip6_cidr", "ip6_gateway", "domain", "dns", "state", "extension_ip",
+    "cidr", "gateway", "ip6_cidr", "ip6_gateway", "state", "extension_ip",
 )
 
 
@@ -125,8 +125,6 @@ def parse_network(network_id: str, body: Body) -> ops.NetworkSpec:
         mode=body.get("mode", _mode, "natted"),
         ip6_cidr=str(ip6_cidr or ""),
         ip6_gateway=str(ip6_gateway or ""),
-        domain=body.get("domain", v.parse_domain, ""),
-        dns=",".join(body.get("dns", v.parse_dns_list, [])),
         state=body.get("state", _state, ""),
         extension_ip=str(extension_ip or ""),
     )
@@ -176,8 +174,6 @@ def network_json(network: Network) -> dict[str, Any]:
         "gateway": network.gateway,
         "ip6_cidr": network.ip6_cidr,
         "ip6_gateway": network.ip6_gateway,
-        "domain": network.domain,
-        "dns": network.dns.split(",") if network.dns else [],
         "state": network.state,
         "extension_ip": network.extension_ip,
         "segment": {"kind": kind, "id": number},
@@ -213,8 +209,6 @@ SCHEMAS: dict[str, Any] = {
         "guest_type": {"enum": ["isolated", "shared", "l2"]}, "mode": {"enum": list(_MODES)},
         "cidr": {"type": "string"}, "gateway": {"type": "string"},
         "ip6_cidr": {"type": "string"}, "ip6_gateway": {"type": "string"},
-        "domain": {"type": "string"},
-        "dns": {"description": "comma-separated string or list of addresses"},
         "state": {"type": "string"}, "extension_ip": {"type": "string"}, **_PHYSNET_REF}},
     "Network": {"type": "object", "properties": {
         "id": {"type": "string"}, "zone_id": {"type": "string"},

@@ -8,7 +8,6 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     String,
-    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -82,8 +81,6 @@ class Network(Timestamped, Base):
     gateway: Mapped[str] = mapped_column(String(45))
     ip6_cidr: Mapped[str] = mapped_column(String(49), default="")
     ip6_gateway: Mapped[str] = mapped_column(String(45), default="")
-    domain: Mapped[str] = mapped_column(String(253), default="")
-    dns: Mapped[str] = mapped_column(Text, default="")  # comma-separated, validated addresses
     state: Mapped[str] = mapped_column(String(32), default="")
     # The address our gateway answers on; CloudStack's extension_ip (protocol.md §6).
     extension_ip: Mapped[str] = mapped_column(String(45), default="")

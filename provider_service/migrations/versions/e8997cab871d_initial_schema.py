@@ -1,15 +1,15 @@
 """initial schema
 
-Revision ID: 9877947dd192
+Revision ID: e8997cab871d
 Revises: 
-Create Date: 2026-11-21 05:52:32.168000
+Create Date: 2026-11-21 06:16:06.218536
 """
 
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '9877947dd192'
+revision = 'e8997cab871d'
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -164,8 +164,6 @@ def upgrade() -> None:
     sa.Column('gateway', sa.String(length=45), nullable=False),
     sa.Column('ip6_cidr', sa.String(length=49), nullable=False),
     sa.Column('ip6_gateway', sa.String(length=45), nullable=False),
-    sa.Column('domain', sa.String(length=253), nullable=False),
-    sa.Column('dns', sa.Text(), nullable=False),
     sa.Column('state', sa.String(length=32), nullable=False),
     sa.Column('extension_ip', sa.String(length=45), nullable=False),
     sa.Column('default_egress_allow', sa.Boolean(), nullable=False),
@@ -188,6 +186,57 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_networks_vpc_id'), ['vpc_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_networks_zone_id'), ['zone_id'], unique=False)
 
+    op.create_table('acl_items',
+    sa.Column('network_id', sa.String(length=64), nullable=False),
+    sa.Column('number', sa.Integer(), autoincrement=False, nullable=False),
+    sa.Column('action', sa.String(length=5), nullable=False),
+    sa.Column('direction', sa.String(length=7), nullable=False),
+    sa.Column('protocol', sa.String(length=4), nullable=False),
+    sa.Column('port_start', sa.Integer(), nullable=True),
+    sa.Column('port_end', sa.Integer(), nullable=True),
+    sa.Column('icmp_type', sa.Integer(), nullable=True),
+    sa.Column('icmp_code', sa.Integer(), nullable=True),
+    sa.Column('source_cidrs', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("action IN ('allow', 'deny')", name=op.f('ck_acl_items_action')),
+    sa.CheckConstraint("direction IN ('ingress', 'egress')", name=op.f('ck_acl_items_direction')),
+    sa.CheckConstraint('(port_start IS NULL) = (port_end IS NULL)', name=op.f('ck_acl_items_port_pair')),
+    sa.CheckConstraint('1 <= port_start AND port_start <= port_end AND port_end <= 65535', name=op.f('ck_acl_items_ports')),
+    sa.CheckConstraint('icmp_code BETWEEN -1 AND 255', name=op.f('ck_acl_items_icmp_code')),
+    sa.CheckConstraint('icmp_type BETWEEN -1 AND 255', name=op.f('ck_acl_items_icmp_type')),
+    sa.ForeignKeyConstraint(['network_id'], ['networks.id'], name=op.f('fk_acl_items_network_id_networks'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('network_id', 'number', name=op.f('pk_acl_items'))
+    )
+    op.create_table('network_services',
+    sa.Column('network_id', sa.String(length=64), nullable=False),
+    sa.Column('dhcp_enabled', sa.Boolean(), nullable=False),
+    sa.Column('dns_enabled', sa.Boolean(), nullable=False),
+    sa.Column('dns', sa.Text(), nullable=False),
+    sa.Column('domain', sa.String(length=253), nullable=False),
+    sa.ForeignKeyConstraint(['network_id'], ['networks.id'], name=op.f('fk_network_services_network_id_networks'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('network_id', name=op.f('pk_network_services'))
+    )
+    op.create_table('nics',
+    sa.Column('network_id', sa.String(length=64), nullable=False),
+    sa.Column('mac', sa.String(length=17), nullable=False),
+    sa.Column('nic_id', sa.String(length=64), nullable=False),
+    sa.Column('nic_uuid', sa.String(length=64), nullable=False),
+    sa.Column('ip', sa.String(length=15), nullable=True),
+    sa.Column('ip6_address', sa.String(length=45), nullable=True),
+    sa.Column('hostname', sa.String(length=63), nullable=False),
+    sa.Column('default_nic', sa.Boolean(), nullable=False),
+    sa.Column('device_id', sa.String(length=64), nullable=False),
+    sa.Column('dhcp_entry', sa.Boolean(), nullable=False),
+    sa.Column('dns_name', sa.String(length=63), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['network_id'], ['networks.id'], name=op.f('fk_nics_network_id_networks'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('network_id', 'mac', name=op.f('pk_nics')),
+    sa.UniqueConstraint('network_id', 'dns_name', name=op.f('uq_nics_network_id_dns_name')),
+    sa.UniqueConstraint('network_id', 'ip', name=op.f('uq_nics_network_id_ip')),
+    sa.UniqueConstraint('network_id', 'ip6_address', name=op.f('uq_nics_network_id_ip6_address'))
+    )
     op.create_table('public_ips',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('zone_id', sa.String(length=64), nullable=False),
@@ -211,16 +260,146 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_public_ips_network_id'), ['network_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_public_ips_vpc_id'), ['vpc_id'], unique=False)
 
+    op.create_table('firewall_rules',
+    sa.Column('network_id', sa.String(length=64), nullable=False),
+    sa.Column('rule_id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('direction', sa.String(length=7), nullable=False),
+    sa.Column('protocol', sa.String(length=4), nullable=False),
+    sa.Column('port_start', sa.Integer(), nullable=True),
+    sa.Column('port_end', sa.Integer(), nullable=True),
+    sa.Column('icmp_type', sa.Integer(), nullable=True),
+    sa.Column('icmp_code', sa.Integer(), nullable=True),
+    sa.Column('public_ip_id', sa.Integer(), nullable=True),
+    sa.Column('source_cidrs', sa.Text(), nullable=False),
+    sa.Column('dest_cidrs', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("(direction = 'ingress') = (public_ip_id IS NOT NULL)", name=op.f('ck_firewall_rules_public_ip')),
+    sa.CheckConstraint("direction IN ('ingress', 'egress')", name=op.f('ck_firewall_rules_direction')),
+    sa.CheckConstraint("protocol IN ('tcp', 'udp', 'icmp', 'all')", name=op.f('ck_firewall_rules_protocol')),
+    sa.CheckConstraint('(port_start IS NULL) = (port_end IS NULL)', name=op.f('ck_firewall_rules_port_pair')),
+    sa.CheckConstraint('1 <= port_start AND port_start <= port_end AND port_end <= 65535', name=op.f('ck_firewall_rules_ports')),
+    sa.CheckConstraint('icmp_code BETWEEN -1 AND 255', name=op.f('ck_firewall_rules_icmp_code')),
+    sa.CheckConstraint('icmp_type BETWEEN -1 AND 255', name=op.f('ck_firewall_rules_icmp_type')),
+    sa.ForeignKeyConstraint(['network_id'], ['networks.id'], name=op.f('fk_firewall_rules_network_id_networks'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['public_ip_id'], ['public_ips.id'], name=op.f('fk_firewall_rules_public_ip_id_public_ips'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('network_id', 'rule_id', name=op.f('pk_firewall_rules'))
+    )
+    with op.batch_alter_table('firewall_rules', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_firewall_rules_public_ip_id'), ['public_ip_id'], unique=False)
+
+    op.create_table('lb_rules',
+    sa.Column('network_id', sa.String(length=64), nullable=False),
+    sa.Column('rule_id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('name', sa.String(length=255), nullable=False),
+    sa.Column('public_ip_id', sa.Integer(), nullable=False),
+    sa.Column('public_port', sa.Integer(), nullable=False),
+    sa.Column('private_port', sa.Integer(), nullable=False),
+    sa.Column('protocol', sa.String(length=3), nullable=False),
+    sa.Column('algorithm', sa.String(length=10), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("algorithm IN ('roundrobin', 'leastconn', 'source')", name=op.f('ck_lb_rules_algorithm')),
+    sa.CheckConstraint("protocol IN ('tcp', 'udp')", name=op.f('ck_lb_rules_protocol')),
+    sa.CheckConstraint('private_port BETWEEN 1 AND 65535', name=op.f('ck_lb_rules_private_port')),
+    sa.CheckConstraint('public_port BETWEEN 1 AND 65535', name=op.f('ck_lb_rules_public_port')),
+    sa.ForeignKeyConstraint(['network_id'], ['networks.id'], name=op.f('fk_lb_rules_network_id_networks'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['public_ip_id'], ['public_ips.id'], name=op.f('fk_lb_rules_public_ip_id_public_ips'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('network_id', 'rule_id', name=op.f('pk_lb_rules')),
+    sa.UniqueConstraint('public_ip_id', 'protocol', 'public_port', name=op.f('uq_lb_rules_public_ip_id_protocol_public_port'))
+    )
+    with op.batch_alter_table('lb_rules', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_lb_rules_public_ip_id'), ['public_ip_id'], unique=False)
+
+    op.create_table('nic_vm_data',
+    sa.Column('network_id', sa.String(length=64), nullable=False),
+    sa.Column('mac', sa.String(length=17), nullable=False),
+    sa.Column('dir', sa.String(length=16), nullable=False),
+    sa.Column('file', sa.String(length=64), nullable=False),
+    sa.Column('content', sa.Text(), nullable=False),
+    sa.CheckConstraint("dir IN ('userdata', 'metadata', 'password')", name=op.f('ck_nic_vm_data_dir')),
+    sa.ForeignKeyConstraint(['network_id', 'mac'], ['nics.network_id', 'nics.mac'], name=op.f('fk_nic_vm_data_network_id_nics'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('network_id', 'mac', 'dir', 'file', name=op.f('pk_nic_vm_data'))
+    )
+    op.create_table('port_forwards',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('public_ip_id', sa.Integer(), nullable=False),
+    sa.Column('protocol', sa.String(length=3), nullable=False),
+    sa.Column('public_port_start', sa.Integer(), nullable=False),
+    sa.Column('public_port_end', sa.Integer(), nullable=False),
+    sa.Column('private_ip', sa.String(length=45), nullable=False),
+    sa.Column('private_port_start', sa.Integer(), nullable=False),
+    sa.Column('private_port_end', sa.Integer(), nullable=False),
+    sa.Column('network_id', sa.String(length=64), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("protocol IN ('tcp', 'udp')", name=op.f('ck_port_forwards_protocol')),
+    sa.CheckConstraint('1 <= private_port_start AND private_port_start <= private_port_end AND private_port_end <= 65535', name=op.f('ck_port_forwards_private_ports')),
+    sa.CheckConstraint('1 <= public_port_start AND public_port_start <= public_port_end AND public_port_end <= 65535', name=op.f('ck_port_forwards_public_ports')),
+    sa.CheckConstraint('public_port_end - public_port_start = private_port_end - private_port_start', name=op.f('ck_port_forwards_same_length')),
+    sa.ForeignKeyConstraint(['network_id'], ['networks.id'], name=op.f('fk_port_forwards_network_id_networks'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['public_ip_id'], ['public_ips.id'], name=op.f('fk_port_forwards_public_ip_id_public_ips'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_port_forwards')),
+    sa.UniqueConstraint('public_ip_id', 'protocol', 'public_port_start', name=op.f('uq_port_forwards_public_ip_id_protocol_public_port_start'))
+    )
+    with op.batch_alter_table('port_forwards', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_port_forwards_network_id'), ['network_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_port_forwards_public_ip_id'), ['public_ip_id'], unique=False)
+
+    op.create_table('static_nats',
+    sa.Column('public_ip_id', sa.Integer(), nullable=False),
+    sa.Column('network_id', sa.String(length=64), nullable=False),
+    sa.Column('private_ip', sa.String(length=45), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['network_id'], ['networks.id'], name=op.f('fk_static_nats_network_id_networks'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['public_ip_id'], ['public_ips.id'], name=op.f('fk_static_nats_public_ip_id_public_ips'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('public_ip_id', name=op.f('pk_static_nats'))
+    )
+    with op.batch_alter_table('static_nats', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_static_nats_network_id'), ['network_id'], unique=False)
+
+    op.create_table('lb_backends',
+    sa.Column('network_id', sa.String(length=64), nullable=False),
+    sa.Column('rule_id', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('ip', sa.String(length=45), nullable=False),
+    sa.Column('port', sa.Integer(), autoincrement=False, nullable=False),
+    sa.CheckConstraint('port BETWEEN 1 AND 65535', name=op.f('ck_lb_backends_port')),
+    sa.ForeignKeyConstraint(['network_id', 'rule_id'], ['lb_rules.network_id', 'lb_rules.rule_id'], name=op.f('fk_lb_backends_network_id_lb_rules'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('network_id', 'rule_id', 'ip', 'port', name=op.f('pk_lb_backends'))
+    )
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    op.drop_table('lb_backends')
+    with op.batch_alter_table('static_nats', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_static_nats_network_id'))
+
+    op.drop_table('static_nats')
+    with op.batch_alter_table('port_forwards', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_port_forwards_public_ip_id'))
+        batch_op.drop_index(batch_op.f('ix_port_forwards_network_id'))
+
+    op.drop_table('port_forwards')
+    op.drop_table('nic_vm_data')
+    with op.batch_alter_table('lb_rules', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_lb_rules_public_ip_id'))
+
+    op.drop_table('lb_rules')
+    with op.batch_alter_table('firewall_rules', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_firewall_rules_public_ip_id'))
+
+    op.drop_table('firewall_rules')
     with op.batch_alter_table('public_ips', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_public_ips_vpc_id'))
         batch_op.drop_index(batch_op.f('ix_public_ips_network_id'))
 
     op.drop_table('public_ips')
+    op.drop_table('nics')
+    op.drop_table('network_services')
+    op.drop_table('acl_items')
     with op.batch_alter_table('networks', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_networks_zone_id'))
         batch_op.drop_index(batch_op.f('ix_networks_vpc_id'))

@@ -1,0 +1,55 @@
+"""One CloudStack event: the envelope, its payload, and translation to our field names."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from provider_service.api.body import Body
+from provider_service.errors import BadRequest
+
+
+@dataclass(frozen=True)
+class Event:
+    command: str
+    payload: dict[str, Any]
+    network_details: dict[str, Any]
+    registration: dict[str, Any]  # physical-network-extension-details, secrets removed
+
+    @classmethod
+    def from_envelope(cls, command: str, envelope: object) -> Event:
+        if not isinstance(envelope, dict):
+            raise BadRequest("the event must be a JSON object")
+        if "payload" in envelope:
+            payload = envelope["payload"]
+        else:  # custom-action is flat: the network/VPC fields sit at the top level
+            payload = {k: v for k, v in envelope.items() if not k.endswith("-details")}
+        details = envelope.get("network-extension-details") or {}
+        registration = envelope.get("physical-network-extension-details") or {}
+        for name, value in (("payload", payload), ("network-extension-details", details),
+                            ("physical-network-extension-details", registration)):
+            if not isinstance(value, dict):
+                raise BadRequest(f"{name}: expected a JSON object")
+        return cls(command, payload, details, registration)
+
+    @property
+    def physnet_name(self) -> str | None:
+        name = self.registration.get("physicalnetworkname")
+        return name if isinstance(name, str) and name else None
+
+    def has(self, key: str) -> bool:
+        return self.payload.get(key) not in (None, "")
+
+    def text(self, key: str) -> str:
+        value = self.payload.get(key)
+        if value in (None, ""):
+            raise BadRequest(f"payload.{key}: required")
+        return str(value)
+
+    def body(self, mapping: Mapping[str, str], extra: Mapping[str, Any] | None = None) -> Body:
+        """Our API body from payload keys: {our_field: cloudstack_key}, blanks dropped."""
+        data = {ours: self.payload[theirs] for ours, theirs in mapping.items()
+                if self.payload.get(theirs) not in (None, "")}
+        data.update(extra or {})
+        return Body(data, list(data), "payload: ")
