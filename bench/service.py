@@ -23,7 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,10 +58,18 @@ class Service:
     def backend(self) -> str:
         return "postgresql" if self.database_url.startswith("postgresql") else "sqlite"
 
+    @property
+    def database_name(self) -> str:
+        """The PostgreSQL database name; "" for SQLite."""
+        if self.backend != "postgresql":
+            return ""
+        return self.database_url.rsplit("/", 1)[-1].split("?", 1)[0]
+
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
 
-    def call(self, method: str, path: str, body: Any = None, timeout: float = 60.0) -> tuple[int, Any]:
+    def call(self, method: str, path: str, body: Any = None,
+             timeout: float = 60.0) -> tuple[int, Any]:
         """One request on a fresh connection: (status, decoded JSON body or None)."""
         connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
@@ -151,6 +159,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 def reset_postgres_schema(url: str) -> None:
     """Empty a PostgreSQL database: DROP SCHEMA public CASCADE; CREATE SCHEMA public."""
     from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
     from sqlalchemy.pool import NullPool
 
     engine = create_engine(url, poolclass=NullPool)
@@ -159,8 +168,17 @@ def reset_postgres_schema(url: str) -> None:
             connection.execute(text("SET LOCAL lock_timeout = '10s'"))
             connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
             connection.execute(text("CREATE SCHEMA public"))
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise ServiceError(f"cannot empty PostgreSQL database {_redact(url)}: {reason}") from exc
     finally:
         engine.dispose()
+
+
+def _redact(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}" if at else url
 
 
 def _argv(port: int, workers: int, threads: int | None, state_dir: Path, url: str) -> list[str]:
@@ -218,10 +236,8 @@ def _healthy(port: int) -> bool:
 
 
 def _signal_group(group: int, signum: signal.Signals) -> None:
-    try:
+    with suppress(ProcessLookupError):
         os.killpg(group, signum)
-    except ProcessLookupError:
-        pass
 
 
 def _group_alive(group: int) -> bool:

@@ -6,22 +6,45 @@ Three mechanisms, each for one job:
   the end of the range (fresh numbers first: a just-freed VNI may still be in devices);
 - the unique constraint on allocations(zone, space, number) is the guarantee. It holds
   whatever the concurrency: gunicorn workers, several services on one PostgreSQL, or two
-  pools with overlapping ranges.
+  pools with overlapping ranges (a number another pool holds is skipped: ON CONFLICT).
 
-All functions run inside the caller's write transaction (Database.write).
+All functions run inside the caller's write transaction (Database.write). Allocation is
+plain SQL (see sql.py for why); pool configuration, rare, uses the ORM.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import exists, select, update
+from dataclasses import dataclass
+
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from provider_service.errors import BadRequest, NotFound, PoolExhausted
-from provider_service.models import Allocation, NumberPool, ReleasedNumber
+from provider_service.models import NumberPool
 from provider_service.models.fabric import POOL_SPACES
+from provider_service.sql import Sql
 
 # How many numbers taken by another pool of the same space we skip before giving up.
 MAX_SKIPS = 64
+
+
+@dataclass(frozen=True)
+class Pool:
+    id: int
+    zone_id: str
+    purpose: str
+    first: int
+    last: int
+
+    @property
+    def space(self) -> str:
+        return POOL_SPACES[self.purpose]
+
+
+@dataclass(frozen=True)
+class Allocated:
+    id: int
+    number: int
 
 
 def configure_pool(
@@ -30,7 +53,11 @@ def configure_pool(
     """Create a pool or change its range. Numbers already handed out keep their owners."""
     if purpose not in POOL_SPACES:
         raise BadRequest(f"unknown pool purpose {purpose!r}")
-    pool = find_pool(session, zone_id, scope, purpose)
+    pool = session.scalars(
+        select(NumberPool).where(
+            NumberPool.zone_id == zone_id, NumberPool.scope == scope, NumberPool.purpose == purpose
+        )
+    ).one_or_none()
     if pool is None:
         pool = NumberPool(
             zone_id=zone_id, scope=scope, purpose=purpose,
@@ -43,91 +70,76 @@ def configure_pool(
     return pool
 
 
-def find_pool(session: Session, zone_id: str, scope: str, purpose: str) -> NumberPool | None:
-    return session.scalars(
-        select(NumberPool).where(
-            NumberPool.zone_id == zone_id, NumberPool.scope == scope, NumberPool.purpose == purpose
-        )
-    ).one_or_none()
+def pools(sql: Sql, zone_id: str, scope: str) -> dict[str, Pool]:
+    """A physical network's pools (scope = its id), or a zone's (scope = ZONE_SCOPE)."""
+    rows = sql.all(
+        "SELECT id, purpose, first_number, last_number FROM number_pools"
+        " WHERE zone_id = :zone_id AND scope = :scope",
+        zone_id=zone_id, scope=scope,
+    )
+    return {row[1]: Pool(row[0], zone_id, row[1], row[2], row[3]) for row in rows}
 
 
-def get_pool(session: Session, zone_id: str, scope: str, purpose: str) -> NumberPool:
-    pool = find_pool(session, zone_id, scope, purpose)
-    if pool is None:
+def pool(sql: Sql, zone_id: str, scope: str, purpose: str) -> Pool:
+    found = pools(sql, zone_id, scope).get(purpose)
+    if found is None:
         where = f"physical network {scope}" if scope else f"zone {zone_id}"
         raise NotFound(f"no {purpose} pool is configured for {where}")
-    return pool
+    return found
 
 
-def allocate(session: Session, pool: NumberPool) -> Allocation:
+def allocate(sql: Sql, pool: Pool) -> Allocated:
     """Take the next free number of `pool`; PoolExhausted when there is none."""
     for _ in range(MAX_SKIPS):
-        number = _take_fresh(session, pool)
+        number = _take_fresh(sql, pool)
         if number is None:
-            number = _take_released(session, pool)
+            number = _take_released(sql, pool)
         if number is None:
             break
-        if not _in_use(session, pool, number):
-            allocation = Allocation(
-                zone_id=pool.zone_id, space=pool.space, number=number,
-                purpose=pool.purpose, pool_id=pool.id,
-            )
-            session.add(allocation)
-            return allocation
+        row = sql.one(
+            "INSERT INTO allocations (zone_id, space, number, purpose, pool_id)"
+            " VALUES (:zone_id, :space, :number, :purpose, :pool_id)"
+            " ON CONFLICT DO NOTHING RETURNING id",
+            zone_id=pool.zone_id, space=pool.space, number=number, purpose=pool.purpose,
+            pool_id=pool.id,
+        )
+        if row is not None:
+            return Allocated(row[0], number)
     raise PoolExhausted(
-        f"the {pool.purpose} pool {pool.first_number}-{pool.last_number} "
+        f"the {pool.purpose} pool {pool.first}-{pool.last} "
         f"of zone {pool.zone_id} has no free number left"
     )
 
 
-def release(session: Session, allocation: Allocation) -> None:
-    """Free a number: it goes to its pool's free list and the allocation row goes away."""
-    session.add(ReleasedNumber(pool_id=allocation.pool_id, number=allocation.number))
-    session.delete(allocation)
+def release(sql: Sql, allocation_id: int) -> None:
+    """Free a number: the allocation goes away, the number to its pool's free list."""
+    row = sql.one("DELETE FROM allocations WHERE id = :id RETURNING pool_id, number",
+                  id=allocation_id)
+    if row is not None:
+        sql.run("INSERT INTO released_numbers (pool_id, number) VALUES (:pool_id, :number)"
+                " ON CONFLICT DO NOTHING", pool_id=row[0], number=row[1])
 
 
-def _take_fresh(session: Session, pool: NumberPool) -> int | None:
+def _take_fresh(sql: Sql, pool: Pool) -> int | None:
     # One atomic statement: on PostgreSQL the row lock serialises concurrent allocators
-    # only for the rest of a short transaction; on SQLite BEGIN IMMEDIATE already has.
-    new_cursor = session.execute(
-        update(NumberPool)
-        .where(NumberPool.id == pool.id, NumberPool.cursor <= NumberPool.last_number)
-        .values(cursor=NumberPool.cursor + 1)
-        .returning(NumberPool.cursor)
-        .execution_options(synchronize_session=False)
-    ).scalar_one_or_none()
-    if new_cursor is None:
-        return None
-    pool.cursor = new_cursor
-    return int(new_cursor) - 1
-
-
-def _take_released(session: Session, pool: NumberPool) -> int | None:
-    released = session.scalars(
-        select(ReleasedNumber)
-        .where(
-            ReleasedNumber.pool_id == pool.id,
-            ReleasedNumber.number.between(pool.first_number, pool.last_number),
-        )
-        .order_by(ReleasedNumber.number)
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    ).one_or_none()
-    if released is None:
-        return None
-    session.delete(released)
-    return released.number
-
-
-def _in_use(session: Session, pool: NumberPool, number: int) -> bool:
-    return bool(
-        session.scalar(
-            select(
-                exists().where(
-                    Allocation.zone_id == pool.zone_id,
-                    Allocation.space == pool.space,
-                    Allocation.number == number,
-                )
-            )
-        )
+    # for the rest of a short transaction; on SQLite BEGIN IMMEDIATE already has.
+    row = sql.one(
+        "UPDATE number_pools SET cursor = cursor + 1"
+        " WHERE id = :id AND cursor <= last_number RETURNING cursor",
+        id=pool.id,
     )
+    return None if row is None else int(row[0]) - 1
+
+
+def _take_released(sql: Sql, pool: Pool) -> int | None:
+    lock = " FOR UPDATE SKIP LOCKED" if sql.postgres else ""
+    row = sql.one(
+        "SELECT number FROM released_numbers WHERE pool_id = :id"
+        " AND number BETWEEN :first AND :last ORDER BY number LIMIT 1" + lock,
+        id=pool.id, first=pool.first, last=pool.last,
+    )
+    if row is None:
+        return None
+    sql.run("DELETE FROM released_numbers WHERE pool_id = :id AND number = :number",
+            id=pool.id, number=row[0])
+    return int(row[0])

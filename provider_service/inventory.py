@@ -14,9 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from provider_service import allocation
-from provider_service.errors import BadRequest, Conflict, NotFound
+from provider_service.errors import Conflict, NotFound
 from provider_service.models import Device, DeviceUplink, NumberPool, PhysicalNetwork, Zone
 from provider_service.models.fabric import ZONE_SCOPE
+from provider_service.sql import Sql
 
 DEFAULT_L2VNI_RANGE = (10_000, 4_999_999)
 DEFAULT_L3VNI_RANGE = (5_000_000, 5_999_999)
@@ -114,28 +115,6 @@ def physnet_pools(session: Session, physnet: PhysicalNetwork) -> dict[str, Numbe
     return {pool.purpose: pool for pool in pools}
 
 
-def resolve_physical_network(
-    session: Session, zone_id: str, physnet_id: str | None, physnet_name: str | None
-) -> PhysicalNetwork:
-    """By id, else by name (CloudStack's details carry only `physicalnetworkname`), else
-    the zone's only physical network."""
-    get_zone(session, zone_id)
-    query = select(PhysicalNetwork).where(PhysicalNetwork.zone_id == zone_id)
-    if physnet_id is not None:
-        query = query.where(PhysicalNetwork.id == physnet_id)
-    elif physnet_name is not None:
-        query = query.where(PhysicalNetwork.name == physnet_name)
-    found = session.scalars(query.limit(2)).all()
-    if len(found) == 1:
-        return found[0]
-    wanted = physnet_id or physnet_name
-    if wanted is not None:
-        raise NotFound(f"unknown physical network {wanted} in zone {zone_id}")
-    if not found:
-        raise NotFound(f"zone {zone_id} has no physical network registered")
-    raise BadRequest(f"zone {zone_id} has several physical networks: name one")
-
-
 def apply_device(session: Session, spec: DeviceSpec) -> Device:
     get_zone(session, spec.zone_id)
     device = session.get(Device, spec.name)
@@ -158,23 +137,25 @@ def delete_device(session: Session, name: str) -> None:
     device = session.get(Device, name)
     if device is None:
         return
-    asn = device.asn_allocation
+    asn = device.asn_allocation_id
     session.delete(device)
     session.flush()
     if asn is not None:
-        allocation.release(session, asn)
+        allocation.release(Sql(session), asn)
 
 
 def _apply_asn(session: Session, device: Device, fixed_asn: int | None) -> None:
     device.fixed_asn = fixed_asn
-    if fixed_asn is None and device.asn_allocation is None:
-        pool = allocation.get_pool(session, device.zone_id, ZONE_SCOPE, "asn")
-        device.asn_allocation = allocation.allocate(session, pool)
-    elif fixed_asn is not None and device.asn_allocation is not None:
-        old = device.asn_allocation
-        device.asn_allocation = None
-        session.flush()
-        allocation.release(session, old)
+    if fixed_asn is None and device.asn_allocation_id is None:
+        sql = Sql(session)
+        pool = allocation.pool(sql, device.zone_id, ZONE_SCOPE, "asn")
+        device.asn_allocation_id = allocation.allocate(sql, pool).id
+    elif fixed_asn is not None and device.asn_allocation_id is not None:
+        old = device.asn_allocation_id
+        device.asn_allocation_id = None
+        allocation.release(Sql(session), old)
+    session.flush()
+    session.expire(device, ["asn_allocation"])  # set through its id, reload on use
 
 
 def _apply_uplinks(device: Device, uplinks: tuple[UplinkSpec, ...]) -> None:

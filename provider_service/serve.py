@@ -32,7 +32,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="vxgate-service", description=__doc__)
     parser.add_argument("--bind", default="127.0.0.1:8640", help="host:port to listen on")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="threads per worker")
+    # One thread per worker measured fastest (bench/): threads of one process contend for
+    # the GIL while one of them holds the database write lock.
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker")
     parser.add_argument("--state-dir", type=Path, default=Path("/var/lib/vxgate"),
                         help="holds the SQLite database and the admin token file")
     parser.add_argument("--database-url", default=None,
@@ -68,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         "bind": args.bind,
         "workers": args.workers,
         "threads": args.threads,
-        "worker_class": "gthread" if args.threads > 1 else "sync",
+        # gthread even with one thread: the sync worker closes every connection, and the
+        # extension and agents would pay a TCP handshake per call.
+        "worker_class": "gthread",
         "keepalive": 30,
         "accesslog": "-" if args.access_log else None,
         "loglevel": "info",

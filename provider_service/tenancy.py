@@ -3,19 +3,22 @@
 A network keeps its segment (L2VNI or VLAN) and its routing domain's L3VNI from its first
 implement until it is destroyed: shutdown, garbage collection and re-implementation get
 the same numbers back (CloudStack issue #14077 loses the broadcast URI; we must not).
+
+Writes and their answers are plain SQL (sql.py says why); `get_network`/`get_vpc` give
+the ORM objects the rule and NIC modules navigate.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 from sqlalchemy.orm import Session
 
 from provider_service import allocation
 from provider_service.errors import BadRequest, Conflict, NotFound
-from provider_service.inventory import physnet_pools, resolve_physical_network
-from provider_service.models import Network, NumberPool, PhysicalNetwork, RoutingDomain, Vpc
+from provider_service.models import Network, Vpc
+from provider_service.sql import Sql
 
 
 @dataclass(frozen=True)
@@ -52,62 +55,115 @@ class NetworkSpec:
     extension_ip: str = ""
 
 
-def apply_vpc(session: Session, spec: VpcSpec) -> Vpc:
-    vpc = session.get(Vpc, spec.id)
-    if vpc is None:
-        physnet = _physnet(session, spec.zone_id, spec.physnet)
-        vpc = Vpc(id=spec.id, zone_id=spec.zone_id, physical_network=physnet)
-        vpc.routing_domain = _new_routing_domain(session, physnet_pools(session, physnet))
-        session.add(vpc)
-    elif vpc.zone_id != spec.zone_id:
-        raise Conflict(f"VPC {spec.id} belongs to zone {vpc.zone_id}")
-    else:
-        _check_tiers_fit(vpc, spec.cidr)
-    vpc.cidr, vpc.mode, vpc.state = spec.cidr, spec.mode, spec.state
-    session.flush()
-    return vpc
+# Columns a PUT may change; everything else is fixed at creation.
+NETWORK_FIELDS = ("guest_type", "mode", "cidr", "gateway", "ip6_cidr", "ip6_gateway", "state",
+                  "extension_ip")
+VPC_FIELDS = ("cidr", "mode", "state")
 
 
-def delete_vpc(session: Session, vpc_id: str) -> None:
-    vpc = session.get(Vpc, vpc_id)
-    if vpc is None:
-        return
-    if vpc.tiers:
-        raise Conflict(f"VPC {vpc_id} still has tiers: {', '.join(t.id for t in vpc.tiers)}")
-    domain = vpc.routing_domain
-    session.delete(vpc)
-    session.flush()
-    _delete_routing_domain(session, domain)
+@dataclass(frozen=True)
+class NetworkView:
+    """A network with its numbers, as the API and CloudStack see it."""
+
+    id: str
+    zone_id: str
+    physical_network_id: str
+    vpc_id: str | None
+    guest_type: str
+    mode: str
+    cidr: str
+    gateway: str
+    ip6_cidr: str
+    ip6_gateway: str
+    state: str
+    extension_ip: str
+    segment_kind: str  # 'vni' or 'vlan'
+    segment_id: int
+    l3vni: int
+    rt_asn: int
 
 
-def apply_network(session: Session, spec: NetworkSpec) -> Network:
-    network = session.get(Network, spec.id)
-    vpc = _vpc_of(session, spec)
-    if vpc is not None:
-        _check_tier_cidr(vpc, spec.id, spec.cidr)
-    if network is None:
-        network = _create_network(session, spec, vpc)
-    elif (network.zone_id, network.vpc_id) != (spec.zone_id, spec.vpc_id):
+@dataclass(frozen=True)
+class VpcView:
+    id: str
+    zone_id: str
+    physical_network_id: str
+    cidr: str
+    mode: str
+    state: str
+    l3vni: int
+    rt_asn: int
+
+
+_NETWORK_SELECT = (
+    "SELECT n.id, n.zone_id, n.physical_network_id, n.vpc_id, "
+    + ", ".join(f"n.{name}" for name in NETWORK_FIELDS)
+    + ", seg.space, seg.number, l3.number, z.rt_asn FROM networks n"
+    " JOIN allocations seg ON seg.id = n.segment_allocation_id"
+    " JOIN routing_domains rd ON rd.id = n.routing_domain_id"
+    " JOIN allocations l3 ON l3.id = rd.l3vni_allocation_id"
+    " JOIN zones z ON z.id = n.zone_id"
+)
+_VPC_SELECT = (
+    "SELECT v.id, v.zone_id, v.physical_network_id, v.cidr, v.mode, v.state, l3.number,"
+    " z.rt_asn FROM vpcs v JOIN routing_domains rd ON rd.id = v.routing_domain_id"
+    " JOIN allocations l3 ON l3.id = rd.l3vni_allocation_id JOIN zones z ON z.id = v.zone_id"
+)
+
+
+# --- networks --------------------------------------------------------------------------
+
+
+def apply_network(sql: Sql, spec: NetworkSpec) -> NetworkView:
+    current = _network(sql, spec.id)
+    if spec.vpc_id is not None:
+        _check_tier(sql, spec)
+    if current is None:
+        return _create_network(sql, spec)
+    if (current.zone_id, current.vpc_id) != (spec.zone_id, spec.vpc_id):
         raise Conflict(
-            f"network {spec.id} exists in zone {network.zone_id}"
-            + (f", VPC {network.vpc_id}" if network.vpc_id else "")
+            f"network {spec.id} exists in zone {current.zone_id}"
+            + (f", VPC {current.vpc_id}" if current.vpc_id else "")
         )
-    _copy_fields(network, spec)
-    session.flush()
-    return network
+    wanted = {name: getattr(spec, name) for name in NETWORK_FIELDS}
+    if all(getattr(current, name) == value for name, value in wanted.items()):
+        return current  # a replay: nothing to write
+    sql.run("UPDATE networks SET " + ", ".join(f"{name} = :{name}" for name in wanted)
+            + ", updated_at = CURRENT_TIMESTAMP WHERE id = :id", id=spec.id, **wanted)
+    return replace(current, **wanted)
+
+
+def network_view(sql: Sql, network_id: str) -> NetworkView:
+    view = _network(sql, network_id)
+    if view is None:
+        raise NotFound(f"unknown network {network_id}")
+    return view
+
+
+def network_views(sql: Sql, *, zone_id: str | None = None,
+                  vpc_id: str | None = None) -> list[NetworkView]:
+    query, params = _NETWORK_SELECT + " WHERE 1 = 1", {}
+    if zone_id is not None:
+        query, params["zone_id"] = query + " AND n.zone_id = :zone_id", zone_id
+    if vpc_id is not None:
+        query, params["vpc_id"] = query + " AND n.vpc_id = :vpc_id", vpc_id
+    return [_network_row(row) for row in sql.all(query + " ORDER BY n.id", **params)]
 
 
 def delete_network(session: Session, network_id: str) -> None:
-    network = session.get(Network, network_id)
-    if network is None:
+    sql = Sql(session)
+    row = sql.one(
+        "SELECT n.segment_allocation_id, n.routing_domain_id, n.vpc_id FROM networks n"
+        " WHERE n.id = :id", id=network_id)
+    if row is None:
         return
-    segment = network.segment_allocation
-    own_domain = network.routing_domain if network.vpc_id is None else None
-    session.delete(network)
-    session.flush()
-    allocation.release(session, segment)
-    if own_domain is not None:
-        _delete_routing_domain(session, own_domain)
+    segment, domain, vpc_id = row
+    # Rules, public IPs and NICs go with it: their foreign keys cascade.
+    sql.run("DELETE FROM networks WHERE id = :id", id=network_id)
+    allocation.release(sql, segment)
+    if vpc_id is None:
+        _delete_routing_domain(sql, domain)
+    session.expire_all()  # the ORM must not serve the rows just deleted
 
 
 def get_network(session: Session, network_id: str) -> Network:
@@ -117,6 +173,112 @@ def get_network(session: Session, network_id: str) -> Network:
     return network
 
 
+def _network(sql: Sql, network_id: str) -> NetworkView | None:
+    row = sql.one(_NETWORK_SELECT + " WHERE n.id = :id", id=network_id)
+    return None if row is None else _network_row(row)
+
+
+def _network_row(row: tuple[object, ...]) -> NetworkView:
+    return NetworkView(*row)  # type: ignore[arg-type]  # columns in field order
+
+
+def _create_network(sql: Sql, spec: NetworkSpec) -> NetworkView:
+    if spec.vpc_id is not None:
+        physnet_id, method, rt_asn, domain, l3vni = _vpc_placement(sql, spec.vpc_id)
+    else:
+        physnet_id, method, rt_asn = _resolve_physnet(sql, spec.zone_id, spec.physnet)
+    pools = allocation.pools(sql, spec.zone_id, physnet_id)
+    segment_pool = pools["l2vni" if method == "vxlan" else "vlan"]
+    segment = allocation.allocate(sql, segment_pool)
+    if spec.vpc_id is None:
+        domain, l3vni = _new_routing_domain(sql, pools["l3vni"])
+    values = {name: getattr(spec, name) for name in NETWORK_FIELDS}
+    sql.run(
+        "INSERT INTO networks (id, zone_id, physical_network_id, vpc_id, "
+        + ", ".join(NETWORK_FIELDS) + ", default_egress_allow, segment_allocation_id,"
+        " routing_domain_id, created_at, updated_at) VALUES (:id, :zone_id, :physnet, :vpc_id, "
+        + ", ".join(f":{name}" for name in NETWORK_FIELDS)
+        + ", :egress, :segment, :domain, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+        id=spec.id, zone_id=spec.zone_id, physnet=physnet_id, vpc_id=spec.vpc_id,
+        egress=True, segment=segment.id, domain=domain, **values,
+    )
+    return NetworkView(id=spec.id, zone_id=spec.zone_id, physical_network_id=physnet_id,
+                       vpc_id=spec.vpc_id, **values, segment_kind=segment_pool.space,
+                       segment_id=segment.number, l3vni=l3vni, rt_asn=rt_asn)
+
+
+def _check_tier(sql: Sql, spec: NetworkSpec) -> None:
+    assert spec.vpc_id is not None
+    row = sql.one("SELECT zone_id, cidr FROM vpcs WHERE id = :id", id=spec.vpc_id)
+    if row is None:
+        raise NotFound(f"unknown VPC {spec.vpc_id}")
+    if row[0] != spec.zone_id:
+        raise BadRequest(f"zone_id: VPC {spec.vpc_id} is in zone {row[0]}, not {spec.zone_id}")
+    tier, vpc_cidr = ipaddress.ip_network(spec.cidr), ipaddress.ip_network(row[1])
+    if not tier.subnet_of(vpc_cidr):  # type: ignore[arg-type]
+        raise BadRequest(f"cidr: tier {tier} is outside VPC {spec.vpc_id}'s {vpc_cidr}")
+    others = sql.all("SELECT id, cidr FROM networks WHERE vpc_id = :vpc AND id <> :id",
+                     vpc=spec.vpc_id, id=spec.id)
+    for other_id, other_cidr in others:
+        if tier.overlaps(ipaddress.ip_network(other_cidr)):
+            raise BadRequest(f"cidr: {tier} overlaps tier {other_id} ({other_cidr})")
+
+
+# --- VPCs ------------------------------------------------------------------------------
+
+
+def apply_vpc(sql: Sql, spec: VpcSpec) -> VpcView:
+    current = _vpc(sql, spec.id)
+    if current is None:
+        physnet_id, _method, _rt_asn = _resolve_physnet(sql, spec.zone_id, spec.physnet)
+        pools = allocation.pools(sql, spec.zone_id, physnet_id)
+        domain, _l3vni = _new_routing_domain(sql, pools["l3vni"])
+        sql.run(
+            "INSERT INTO vpcs (id, zone_id, physical_network_id, cidr, mode, state,"
+            " routing_domain_id, created_at, updated_at) VALUES (:id, :zone_id, :physnet,"
+            " :cidr, :mode, :state, :domain, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)",
+            id=spec.id, zone_id=spec.zone_id, physnet=physnet_id, cidr=spec.cidr,
+            mode=spec.mode, state=spec.state, domain=domain,
+        )
+        created = _vpc(sql, spec.id)
+        assert created is not None
+        return created
+    if current.zone_id != spec.zone_id:
+        raise Conflict(f"VPC {spec.id} belongs to zone {current.zone_id}")
+    wanted = {name: getattr(spec, name) for name in VPC_FIELDS}
+    if all(getattr(current, name) == value for name, value in wanted.items()):
+        return current
+    _check_tiers_fit(sql, spec)
+    sql.run("UPDATE vpcs SET cidr = :cidr, mode = :mode, state = :state,"
+            " updated_at = CURRENT_TIMESTAMP WHERE id = :id", id=spec.id, **wanted)
+    return replace(current, **wanted)
+
+
+def vpc_view(sql: Sql, vpc_id: str) -> VpcView:
+    view = _vpc(sql, vpc_id)
+    if view is None:
+        raise NotFound(f"unknown VPC {vpc_id}")
+    return view
+
+
+def vpc_views(sql: Sql) -> list[VpcView]:
+    return [VpcView(*row) for row in sql.all(_VPC_SELECT + " ORDER BY v.id")]
+
+
+def delete_vpc(session: Session, vpc_id: str) -> None:
+    sql = Sql(session)
+    row = sql.one("SELECT routing_domain_id FROM vpcs WHERE id = :id", id=vpc_id)
+    if row is None:
+        return
+    tiers = [tier for (tier,) in sql.all(
+        "SELECT id FROM networks WHERE vpc_id = :id ORDER BY id", id=vpc_id)]
+    if tiers:
+        raise Conflict(f"VPC {vpc_id} still has tiers: {', '.join(tiers)}")
+    sql.run("DELETE FROM vpcs WHERE id = :id", id=vpc_id)
+    _delete_routing_domain(sql, row[0])
+    session.expire_all()
+
+
 def get_vpc(session: Session, vpc_id: str) -> Vpc:
     vpc = session.get(Vpc, vpc_id)
     if vpc is None:
@@ -124,66 +286,71 @@ def get_vpc(session: Session, vpc_id: str) -> Vpc:
     return vpc
 
 
-def _create_network(session: Session, spec: NetworkSpec, vpc: Vpc | None) -> Network:
-    physnet = vpc.physical_network if vpc else _physnet(session, spec.zone_id, spec.physnet)
-    pools = physnet_pools(session, physnet)
-    segment_purpose = "l2vni" if physnet.isolation_method == "vxlan" else "vlan"
-    segment = allocation.allocate(session, pools[segment_purpose])
-    domain = vpc.routing_domain if vpc else _new_routing_domain(session, pools)
-    network = Network(
-        id=spec.id, zone_id=spec.zone_id, physical_network=physnet, vpc=vpc,
-        segment_allocation=segment, routing_domain=domain,
-    )
-    session.add(network)
-    return network
+def _vpc(sql: Sql, vpc_id: str) -> VpcView | None:
+    row = sql.one(_VPC_SELECT + " WHERE v.id = :id", id=vpc_id)
+    return None if row is None else VpcView(*row)
 
 
-def _copy_fields(network: Network, spec: NetworkSpec) -> None:
-    network.guest_type, network.mode = spec.guest_type, spec.mode
-    network.cidr, network.gateway = spec.cidr, spec.gateway
-    network.ip6_cidr, network.ip6_gateway = spec.ip6_cidr, spec.ip6_gateway
-    network.state = spec.state
-    network.extension_ip = spec.extension_ip
+def _vpc_placement(sql: Sql, vpc_id: str) -> tuple[str, str, int, int, int]:
+    """(physical network, its isolation method, rt_asn, routing domain, L3VNI) of a VPC."""
+    row = sql.one(
+        "SELECT v.physical_network_id, p.isolation_method, z.rt_asn, v.routing_domain_id,"
+        " l3.number FROM vpcs v JOIN physical_networks p ON p.id = v.physical_network_id"
+        " JOIN zones z ON z.id = v.zone_id JOIN routing_domains rd ON rd.id = v.routing_domain_id"
+        " JOIN allocations l3 ON l3.id = rd.l3vni_allocation_id WHERE v.id = :id", id=vpc_id)
+    assert row is not None, "checked by _check_tier"
+    return row[0], row[1], row[2], row[3], row[4]
 
 
-def _vpc_of(session: Session, spec: NetworkSpec) -> Vpc | None:
-    if spec.vpc_id is None:
-        return None
-    vpc = get_vpc(session, spec.vpc_id)
-    if vpc.zone_id != spec.zone_id:
-        raise BadRequest(f"zone_id: VPC {vpc.id} is in zone {vpc.zone_id}, not {spec.zone_id}")
-    return vpc
+def _check_tiers_fit(sql: Sql, spec: VpcSpec) -> None:
+    vpc_cidr = ipaddress.ip_network(spec.cidr)
+    for tier_id, tier_cidr in sql.all("SELECT id, cidr FROM networks WHERE vpc_id = :id",
+                                      id=spec.id):
+        if not ipaddress.ip_network(tier_cidr).subnet_of(vpc_cidr):  # type: ignore[arg-type]
+            raise BadRequest(f"cidr: {vpc_cidr} would leave tier {tier_id} ({tier_cidr}) outside")
 
 
-def _physnet(session: Session, zone_id: str, ref: PhysnetRef) -> PhysicalNetwork:
-    return resolve_physical_network(session, zone_id, ref.id, ref.name)
+# --- shared ----------------------------------------------------------------------------
 
 
-def _new_routing_domain(session: Session, pools: dict[str, NumberPool]) -> RoutingDomain:
-    l3vni = allocation.allocate(session, pools["l3vni"])
-    return RoutingDomain(zone_id=l3vni.zone_id, l3vni_allocation=l3vni)
+def _resolve_physnet(sql: Sql, zone_id: str, ref: PhysnetRef) -> tuple[str, str, int]:
+    """(id, isolation method, zone rt_asn): by id, else by name (CloudStack's details carry
+    only `physicalnetworkname`), else the zone's only physical network."""
+    query, params = ("SELECT p.id, p.isolation_method, z.rt_asn FROM physical_networks p"
+                     " JOIN zones z ON z.id = p.zone_id WHERE p.zone_id = :zone_id",
+                     {"zone_id": zone_id})
+    if ref.id is not None:
+        query, params["id"] = query + " AND p.id = :id", ref.id
+    elif ref.name is not None:
+        query, params["name"] = query + " AND p.name = :name", ref.name
+    found = sql.all(query + " ORDER BY p.id LIMIT 2", **params)
+    if len(found) == 1:
+        return found[0][0], found[0][1], found[0][2]
+    if sql.one("SELECT 1 FROM zones WHERE id = :id", id=zone_id) is None:
+        raise NotFound(f"unknown zone {zone_id}")
+    wanted = ref.id or ref.name
+    if wanted is not None:
+        raise NotFound(f"unknown physical network {wanted} in zone {zone_id}")
+    if not found:
+        raise NotFound(f"zone {zone_id} has no physical network registered")
+    raise BadRequest(f"zone {zone_id} has several physical networks: name one")
 
 
-def _delete_routing_domain(session: Session, domain: RoutingDomain) -> None:
-    l3vni = domain.l3vni_allocation
-    session.delete(domain)
-    session.flush()
-    allocation.release(session, l3vni)
+def _new_routing_domain(sql: Sql, l3vni_pool: allocation.Pool) -> tuple[int, int]:
+    """(id, L3VNI) of a new routing domain."""
+    l3vni = allocation.allocate(sql, l3vni_pool)
+    row = sql.one("INSERT INTO routing_domains (zone_id, l3vni_allocation_id)"
+                  " VALUES (:zone_id, :l3vni) RETURNING id",
+                  zone_id=l3vni_pool.zone_id, l3vni=l3vni.id)
+    assert row is not None
+    return int(row[0]), l3vni.number
 
 
-def _check_tier_cidr(vpc: Vpc, network_id: str, cidr: str) -> None:
-    tier = ipaddress.ip_network(cidr)
-    vpc_cidr = ipaddress.ip_network(vpc.cidr)
-    if not tier.subnet_of(vpc_cidr):  # type: ignore[arg-type]
-        raise BadRequest(f"cidr: tier {tier} is outside VPC {vpc.id}'s {vpc_cidr}")
-    for other in vpc.tiers:
-        if other.id != network_id and tier.overlaps(ipaddress.ip_network(other.cidr)):
-            raise BadRequest(f"cidr: {tier} overlaps tier {other.id} ({other.cidr})")
+def _delete_routing_domain(sql: Sql, domain_id: int) -> None:
+    row = sql.one("DELETE FROM routing_domains WHERE id = :id RETURNING l3vni_allocation_id",
+                  id=domain_id)
+    if row is not None:
+        allocation.release(sql, row[0])
 
 
-def _check_tiers_fit(vpc: Vpc, cidr: str) -> None:
-    vpc_cidr = ipaddress.ip_network(cidr)
-    for tier in vpc.tiers:
-        if not ipaddress.ip_network(tier.cidr).subnet_of(vpc_cidr):  # type: ignore[arg-type]
-            raise BadRequest(f"cidr: {vpc_cidr} would leave tier {tier.id} ({tier.cidr}) outside")
-
+assert [f.name for f in fields(NetworkView)][4:12] == list(NETWORK_FIELDS), "column order"

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from flask import Flask
 
-from provider_service.api import device_state, inventory, networks, openapi, rules, vms
+from provider_service.api import (
+    cloudstack,
+    device_state,
+    inventory,
+    networks,
+    openapi,
+    rules,
+    vms,
+)
 
 BLUEPRINTS = (
     inventory.blueprint,
@@ -12,6 +20,7 @@ BLUEPRINTS = (
     rules.blueprint,
     vms.blueprint,
     device_state.blueprint,
+    cloudstack.blueprint,
     openapi.blueprint,
 )
 

@@ -6,7 +6,6 @@ from typing import Any
 
 from flask import Blueprint, request
 from flask.typing import ResponseReturnValue
-from sqlalchemy import select
 
 from provider_service import tenancy as ops
 from provider_service import validation as v
@@ -14,7 +13,7 @@ from provider_service.api.body import Body
 from provider_service.api.openapi import list_of, operation
 from provider_service.app import db
 from provider_service.errors import BadRequest
-from provider_service.models import Network, Vpc
+from provider_service.sql import Sql
 
 blueprint = Blueprint("networks", __name__, url_prefix="/v1")
 
@@ -55,19 +54,19 @@ def parse_vpc(vpc_id: str, body: Body) -> ops.VpcSpec:
 @blueprint.put("/vpcs/<vpc_id>")
 def put_vpc(vpc_id: str) -> ResponseReturnValue:
     spec = parse_vpc(vpc_id, Body.from_request(_VPC_FIELDS))
-    return db().write(lambda s: vpc_json(ops.apply_vpc(s, spec)))
+    return db().write_sql(lambda sql: vpc_json(ops.apply_vpc(sql, spec)))
 
 
 @blueprint.get("/vpcs")
 def list_vpcs() -> ResponseReturnValue:
     with db().read() as s:
-        return [vpc_json(vpc) for vpc in s.scalars(select(Vpc).order_by(Vpc.id))]
+        return [vpc_json(vpc) for vpc in ops.vpc_views(Sql(s))]
 
 
 @blueprint.get("/vpcs/<vpc_id>")
 def get_vpc(vpc_id: str) -> ResponseReturnValue:
     with db().read() as s:
-        return vpc_json(ops.get_vpc(s, vpc_id))
+        return vpc_json(ops.vpc_view(Sql(s), vpc_id))
 
 
 @blueprint.delete("/vpcs/<vpc_id>")
@@ -76,8 +75,7 @@ def delete_vpc(vpc_id: str) -> ResponseReturnValue:
     return "", 204
 
 
-def vpc_json(vpc: Vpc) -> dict[str, Any]:
-    rt_asn = vpc.physical_network.zone.rt_asn
+def vpc_json(vpc: ops.VpcView) -> dict[str, Any]:
     return {
         "id": vpc.id,
         "zone_id": vpc.zone_id,
@@ -85,8 +83,8 @@ def vpc_json(vpc: Vpc) -> dict[str, Any]:
         "cidr": vpc.cidr,
         "mode": vpc.mode,
         "state": vpc.state,
-        "l3vni": vpc.routing_domain.l3vni,
-        "route_target": f"{rt_asn}:{vpc.routing_domain.l3vni}",
+        "l3vni": vpc.l3vni,
+        "route_target": f"{vpc.rt_asn}:{vpc.l3vni}",
     }
 
 
@@ -133,24 +131,21 @@ def parse_network(network_id: str, body: Body) -> ops.NetworkSpec:
 @blueprint.put("/networks/<network_id>")
 def put_network(network_id: str) -> ResponseReturnValue:
     spec = parse_network(network_id, Body.from_request(_NETWORK_FIELDS))
-    return db().write(lambda s: network_json(ops.apply_network(s, spec)))
+    return db().write_sql(lambda sql: network_json(ops.apply_network(sql, spec)))
 
 
 @blueprint.get("/networks")
 def list_networks() -> ResponseReturnValue:
-    query = select(Network).order_by(Network.id)
-    if "vpc_id" in request.args:
-        query = query.where(Network.vpc_id == request.args["vpc_id"])
-    if "zone_id" in request.args:
-        query = query.where(Network.zone_id == request.args["zone_id"])
+    zone_id, vpc_id = request.args.get("zone_id"), request.args.get("vpc_id")
     with db().read() as s:
-        return [network_json(network) for network in s.scalars(query)]
+        views = ops.network_views(Sql(s), zone_id=zone_id, vpc_id=vpc_id)
+        return [network_json(view) for view in views]
 
 
 @blueprint.get("/networks/<network_id>")
 def get_network(network_id: str) -> ResponseReturnValue:
     with db().read() as s:
-        return network_json(ops.get_network(s, network_id))
+        return network_json(ops.network_view(Sql(s), network_id))
 
 
 @blueprint.delete("/networks/<network_id>")
@@ -159,10 +154,9 @@ def delete_network(network_id: str) -> ResponseReturnValue:
     return "", 204
 
 
-def network_json(network: Network) -> dict[str, Any]:
+def network_json(network: ops.NetworkView) -> dict[str, Any]:
     kind, number = network.segment_kind, network.segment_id
-    l3vni = network.routing_domain.l3vni
-    rt_asn = network.physical_network.zone.rt_asn
+    l3vni, rt_asn = network.l3vni, network.rt_asn
     return {
         "id": network.id,
         "zone_id": network.zone_id,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from provider_service.api.body import Body
 from provider_service.errors import BadRequest
@@ -12,6 +14,8 @@ from provider_service.errors import BadRequest
 
 @dataclass(frozen=True)
 class Event:
+    """One command as CloudStack sent it; `payload` keeps CloudStack's key names."""
+
     command: str
     payload: dict[str, Any]
     network_details: dict[str, Any]
@@ -53,3 +57,7 @@ class Event:
                 if self.payload.get(theirs) not in (None, "")}
         data.update(extra or {})
         return Body(data, list(data), "payload: ")
+
+
+# A command's handler: records the event, returns what the entry-point prints (or None).
+Handler = Callable[[Session, "Event"], object]

@@ -11,6 +11,7 @@ from provider_service import tenancy
 from provider_service.api.networks import network_json, parse_network, parse_vpc
 from provider_service.cloudstack.event import Event
 from provider_service.models import Network, Vpc
+from provider_service.sql import Sql
 
 # CloudStack network fields (addNetworkToPayload + DNS + extension IP) → our API fields.
 NETWORK_FIELDS = {
@@ -30,14 +31,13 @@ def ensure_network_device(session: Session, event: Event) -> str:
     details: dict[str, Any] = {"provider": "vxgate", "zone_id": event.text("zone_id")}
     if event.has("network_id"):
         details["network_id"] = event.text("network_id")
-        network = session.get(Network, details["network_id"])
-        if network is not None:
+        if session.get(Network, details["network_id"]) is not None:
+            network = tenancy.network_view(Sql(session), details["network_id"])
             details["broadcast_uri"] = network_json(network)["broadcast_uri"]
     else:
         details["vpc_id"] = event.text("vpc_id")
-        vpc = session.get(Vpc, details["vpc_id"])
-        if vpc is not None:
-            details["l3vni"] = vpc.routing_domain.l3vni
+        if session.get(Vpc, details["vpc_id"]) is not None:
+            details["l3vni"] = tenancy.vpc_view(Sql(session), details["vpc_id"]).l3vni
     return json.dumps(details, separators=(",", ":"), sort_keys=True)
 
 
@@ -65,7 +65,7 @@ def destroy_network(session: Session, event: Event) -> None:
 
 def implement_vpc(session: Session, event: Event) -> None:
     spec = parse_vpc(event.text("vpc_id"), event.body(VPC_FIELDS, _physnet(event)))
-    tenancy.apply_vpc(session, spec)
+    tenancy.apply_vpc(Sql(session), spec)
 
 
 def shutdown_vpc(session: Session, event: Event) -> None:
@@ -74,10 +74,10 @@ def shutdown_vpc(session: Session, event: Event) -> None:
     tenancy.delete_vpc(session, event.text("vpc_id"))
 
 
-def _apply_network(session: Session, event: Event) -> Network:
+def _apply_network(session: Session, event: Event) -> tenancy.NetworkView:
     network_id = event.text("network_id")
     body = event.body(NETWORK_FIELDS, _physnet(event) if not event.has("vpc_id") else None)
-    return tenancy.apply_network(session, parse_network(network_id, body))
+    return tenancy.apply_network(Sql(session), parse_network(network_id, body))
 
 
 def _physnet(event: Event) -> dict[str, str] | None:
