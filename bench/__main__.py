@@ -1,8 +1,12 @@
 """python -m bench [--only sqlite|postgres] [--networks N] [--clients C]
 
 Runs the allocation benchmark against a real `vxgate-service` (gunicorn, 2 workers) on
-SQLite and on PostgreSQL, prints throughput, latency, CPU use and the correctness checks,
-and says per goal whether it was met. Exit status: 0 when every correctness check passed
+SQLite and on PostgreSQL. Per backend: C Python clients create N networks, every answer
+and the final state are checked, and all N creations are replayed (bench/allocation.py);
+then wrk drives creations for a fixed time (bench/wrk_load.py), which is the throughput
+and latency figure the goals are judged on, the Python clients costing the service a
+sixth of the machine's CPU. Prints throughput, latency, CPU use, checks, and per goal
+whether it was met. Exit status: 0 when every correctness check passed
 (speed goals missed or not), 1 when a check failed, 2 when a service could not be run.
 """
 
@@ -13,9 +17,9 @@ import os
 import sys
 from collections.abc import Sequence
 
-from bench import sysinfo
-from bench.allocation import AllocationReport, render, run_allocation
-from bench.service import ServiceError, reset_postgres_schema, running_service
+from bench import sysinfo, wrk_load
+from bench.allocation import GOAL_P99_MS, GOAL_RATE, AllocationReport, render, run_allocation
+from bench.service import Service, ServiceError, reset_postgres_schema, running_service
 
 POSTGRES_URL_ENV = "VXGATE_BENCH_POSTGRES_URL"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://vxgate:vxgate@127.0.0.1:5432/vxgate_bench"
@@ -31,6 +35,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads per worker (default: the service's own default)")
+    parser.add_argument("--wrk-seconds", type=int, default=5,
+                        help="length of the wrk run (0: skip it)")
     parser.add_argument("--postgres-url", default=os.environ.get(POSTGRES_URL_ENV,
                                                                  DEFAULT_POSTGRES_URL),
                         help=f"emptied before the run (default: ${POSTGRES_URL_ENV} or "
@@ -51,8 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (ServiceError, OSError, RuntimeError) as exc:
             print(f"== {backend}: could not run: {exc}", file=sys.stderr)
             return 2
-        print("\n".join(render(reports[-1])), flush=True)
     failed = [report.backend for report in reports if not report.ok]
+    failed += [f"{backend} (wrk)" for backend, ok in _wrk_outcomes if not ok]
     print(f"correctness: {'FAILED on ' + ', '.join(failed) if failed else 'all checks passed'}")
     return 1 if failed else 0
 
@@ -63,15 +69,31 @@ def run_backend(backend: str, args: argparse.Namespace) -> AllocationReport:
         url = args.postgres_url
         reset_postgres_schema(url)
     with running_service(url, workers=args.workers, threads=args.threads) as service:
-        return run_allocation(service, args.networks, args.clients)
+        report = run_allocation(service, args.networks, args.clients)
+        print("\n".join(render(report)), flush=True)
+        if args.wrk_seconds > 0:
+            _run_wrk(backend, service, args)
+    return report
+
+
+_wrk_outcomes: list[tuple[str, bool]] = []
+
+
+def _run_wrk(backend: str, service: Service, args: argparse.Namespace) -> None:
+    if not wrk_load.available():
+        print("   wrk: not installed (set-up installs Debian's wrk); skipped")
+        return
+    results = wrk_load.run_wrk_series(service, args.wrk_seconds, args.clients)
+    _wrk_outcomes.append((backend, all(result.ok for result in results)))
+    print("\n".join(wrk_load.render(results, GOAL_RATE, GOAL_P99_MS)), flush=True)
 
 
 def print_facts(args: argparse.Namespace) -> None:
     threads = args.threads or _service_default_threads()
-    worker_class = "gthread" if threads > 1 else "sync"
     service = (f"vxgate-service: gunicorn {args.workers} workers x {threads} threads "
-               f"({worker_class}), keep-alive; client: {args.clients} processes, "
-               f"1 persistent HTTP/1.1 connection each")
+               f"(gthread), keep-alive; clients: {args.clients} Python processes with "
+               f"1 persistent HTTP/1.1 connection each, then wrk with {args.clients} "
+               f"connections")
     for name, value in sysinfo.facts({"setup": service}).items():
         print(f"{name:>20}: {value}")
 

@@ -272,12 +272,10 @@ def render_phase(phase: PhaseStats) -> list[str]:
 
 
 def render_goals(create: PhaseStats) -> list[str]:
-    return [
-        f"goal {'met   ' if create.rate >= GOAL_RATE else 'MISSED'} >= {GOAL_RATE:,.0f} "
-        f"allocations/s: {create.rate:,.0f}",
-        f"goal {'met   ' if create.p99_ms <= GOAL_P99_MS else 'MISSED'} p99 <= "
-        f"{GOAL_P99_MS:g} ms: {create.p99_ms:.2f} ms",
-    ]
+    # The goals are judged on the wrk run (bench/wrk_load.py): these clients cost the
+    # service a sixth of the machine. Shown for comparison only.
+    return [f"(python clients: {create.rate:,.0f} allocations/s, p99 {create.p99_ms:.2f} ms;"
+            f" goals {GOAL_RATE:,.0f}/s and {GOAL_P99_MS:g} ms are judged on wrk below)"]
 
 
 def _share(part: float, whole: float) -> str:

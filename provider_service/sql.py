@@ -19,18 +19,19 @@ _pg_cache: dict[str, str] = {}
 
 
 class Sql:
-    """Statements in the transaction of a Session (mixing with ORM work) or a Connection."""
+    """Statements in the transaction of a Session (mixing with ORM work), a Connection,
+    or a pooled driver connection (Database.write_sql)."""
 
-    def __init__(self, owner: Session | Connection) -> None:
+    def __init__(self, owner: Session | Connection | Any, postgres: bool | None = None) -> None:
         if isinstance(owner, Session):
             owner.flush()  # ORM changes of this transaction must be visible to plain SQL
-            connection = owner.connection()
-        else:
-            connection = owner
-        self.postgres = connection.dialect.name == "postgresql"
-        driver = connection.connection.driver_connection
-        assert driver is not None
-        self._cursor = driver.cursor()
+            owner = owner.connection()
+        if isinstance(owner, Connection):
+            postgres = owner.dialect.name == "postgresql"
+            owner = owner.connection.driver_connection
+        assert owner is not None and postgres is not None
+        self.postgres = postgres
+        self._cursor = owner.cursor()
 
     def one(self, query: str, **params: Any) -> tuple[Any, ...] | None:
         self._execute(query, params)

@@ -27,6 +27,7 @@ PACKAGES=(
     iproute2 iputils-ping
     postgresql
     curl ca-certificates procps util-linux
+    wrk  # bench/: a load generator that leaves the CPU to the service
 )
 
 die() {
