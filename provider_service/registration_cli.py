@@ -23,7 +23,7 @@ EXIT_FAILED, EXIT_USAGE = 1, 2
 MIN_TOKEN_LENGTH = 16  # what the provider service accepts (config.py)
 # CloudStack turns other characters of the name into "_" for the directory (protocol.md
 # §1.1); keeping to these makes the directory the name, lower-cased.
-SAFE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+SAFE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")  # fullmatch: '$' allows a trailing newline
 ApiFactory = Callable[[str, str, str, tuple[str, ...]], reg.Api]
 
 
@@ -92,9 +92,9 @@ def run(args: argparse.Namespace, *, environ: Mapping[str, str] | None = None,
 
 def options_from(args: argparse.Namespace) -> reg.Options:
     """Checked options; UsageError names the first bad one."""
-    if not SAFE_NAME.match(args.name):
+    if not SAFE_NAME.fullmatch(args.name):
         raise UsageError("--name may hold only letters, digits, '.', '_' and '-'")
-    if not SAFE_NAME.match(args.entry_point) or args.entry_point.startswith("."):
+    if not SAFE_NAME.fullmatch(args.entry_point) or args.entry_point.startswith("."):
         raise UsageError("--entry-point must be a plain file name, e.g. vxgate_extension.py")
     return reg.Options(
         physical_network=args.physical_network,

@@ -28,21 +28,22 @@ _MAC_RE: Final = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 
 
-def _show(value: object) -> str:
+def show(value: object) -> str:
+    """A value quoted for an error message, cut short: errors stay one short line."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
 def require_str(value: object, field: str) -> str:
     if not isinstance(value, str):
-        raise BadRequest(f"{field}: expected a string, got {_show(value)}")
+        raise BadRequest(f"{field}: expected a string, got {show(value)}")
     return value
 
 
 def parse_id(value: object, field: str) -> str:
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
     if not isinstance(text, str) or not _ID_RE.fullmatch(text):
-        raise BadRequest(f"{field}: not a valid id: {_show(value)}")
+        raise BadRequest(f"{field}: not a valid id: {show(value)}")
     return text
 
 
@@ -50,7 +51,7 @@ def parse_name(value: object, field: str) -> str:
     """Device and object names: they become file names and FRR/kernel identifiers."""
     text = require_str(value, field)
     if not _NAME_RE.fullmatch(text):
-        raise BadRequest(f"{field}: use 1-63 letters, digits, '.', '_' or '-': {_show(value)}")
+        raise BadRequest(f"{field}: use 1-63 letters, digits, '.', '_' or '-': {show(value)}")
     return text
 
 
@@ -59,7 +60,7 @@ def parse_cidr(value: object, field: str, version: int | None = None) -> IPNetwo
     try:
         network = ipaddress.ip_network(text, strict=True)
     except ValueError as exc:
-        raise BadRequest(f"{field}: not a network in CIDR form: {_show(value)}") from exc
+        raise BadRequest(f"{field}: not a network in CIDR form: {show(value)}") from exc
     if version is not None and network.version != version:
         raise BadRequest(f"{field}: expected an IPv{version} network, got {text}")
     return network
@@ -70,7 +71,7 @@ def parse_ip(value: object, field: str, version: int | None = None) -> IPAddress
     try:
         address = ipaddress.ip_address(text)
     except ValueError as exc:
-        raise BadRequest(f"{field}: not an IP address: {_show(value)}") from exc
+        raise BadRequest(f"{field}: not an IP address: {show(value)}") from exc
     if version is not None and address.version != version:
         raise BadRequest(f"{field}: expected an IPv{version} address, got {text}")
     return address
@@ -82,7 +83,7 @@ def parse_interface_address(value: object, field: str) -> ipaddress.IPv4Interfac
     try:
         return ipaddress.IPv4Interface(text)
     except ValueError as exc:
-        raise BadRequest(f"{field}: not an IPv4 address/prefix: {_show(value)}") from exc
+        raise BadRequest(f"{field}: not an IPv4 address/prefix: {show(value)}") from exc
 
 
 def gateway_in_cidr(gateway: IPAddress, cidr: IPNetwork, field: str) -> None:
@@ -97,11 +98,11 @@ def gateway_in_cidr(gateway: IPAddress, cidr: IPNetwork, field: str) -> None:
 
 def parse_int(value: object, field: str, low: int, high: int) -> int:
     if isinstance(value, bool):
-        raise BadRequest(f"{field}: expected a whole number, got {_show(value)}")
+        raise BadRequest(f"{field}: expected a whole number, got {show(value)}")
     if isinstance(value, str) and re.fullmatch(r"[0-9]{1,20}", value.strip()):
         value = int(value)
     if not isinstance(value, int):
-        raise BadRequest(f"{field}: expected a whole number, got {_show(value)}")
+        raise BadRequest(f"{field}: expected a whole number, got {show(value)}")
     if not low <= value <= high:
         raise BadRequest(f"{field}: {value} is outside {low}-{high}")
     return value
@@ -113,7 +114,7 @@ def parse_bool(value: object, field: str) -> bool:
         return value
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
-    raise BadRequest(f"{field}: expected true or false, got {_show(value)}")
+    raise BadRequest(f"{field}: expected true or false, got {show(value)}")
 
 
 def parse_range(value: object, field: str, low: int, high: int) -> tuple[int, int]:
@@ -123,7 +124,7 @@ def parse_range(value: object, field: str, low: int, high: int) -> tuple[int, in
     elif isinstance(value, str) and re.fullmatch(r" *[0-9]{1,20} *- *[0-9]{1,20} *", value):
         first, last = (int(part) for part in value.split("-"))
     else:
-        raise BadRequest(f"{field}: expected a range like '3000-4094', got {_show(value)}")
+        raise BadRequest(f"{field}: expected a range like '3000-4094', got {show(value)}")
     start = parse_int(first, field, low, high)
     end = parse_int(last, field, low, high)
     if start > end:
@@ -146,7 +147,7 @@ def parse_port_range(value: object, field: str) -> tuple[int, int]:
 def parse_choice(value: object, field: str, choices: tuple[str, ...]) -> str:
     text = require_str(value, field).lower()
     if text not in choices:
-        raise BadRequest(f"{field}: {_show(value)} is not one of {', '.join(choices)}")
+        raise BadRequest(f"{field}: {show(value)} is not one of {', '.join(choices)}")
     return text
 
 
@@ -154,7 +155,7 @@ def parse_hostname(value: object, field: str) -> str:
     """One DNS label (RFC 1123): VM host names end up in dnsmasq and metadata files."""
     text = require_str(value, field)
     if not _LABEL_RE.fullmatch(text):
-        raise BadRequest(f"{field}: not a valid host name: {_show(value)}")
+        raise BadRequest(f"{field}: not a valid host name: {show(value)}")
     return text
 
 
@@ -163,14 +164,14 @@ def parse_domain(value: object, field: str) -> str:
     if text == "":
         return ""
     if len(text) > 253 or not all(_LABEL_RE.fullmatch(label) for label in text.split(".")):
-        raise BadRequest(f"{field}: not a valid domain name: {_show(value)}")
+        raise BadRequest(f"{field}: not a valid domain name: {show(value)}")
     return text
 
 
 def parse_mac(value: object, field: str) -> str:
     text = require_str(value, field).lower()
     if not _MAC_RE.fullmatch(text):
-        raise BadRequest(f"{field}: not a MAC address: {_show(value)}")
+        raise BadRequest(f"{field}: not a MAC address: {show(value)}")
     return text
 
 

@@ -30,13 +30,10 @@ MAX_RULE_ID: Final = 2**63 - 1  # CloudStack ids are Java longs
 MAX_ACL_NUMBER: Final = 2**31 - 1
 MAX_NAME_LENGTH: Final = 255
 # As CloudStack stores a public range's VLAN: 'vlan://101', '101', 'untagged', ...
-_VLAN_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9:/._-]{0,31}$")
-_SIGNED_RE: Final = re.compile(r"^\s*-?\d+\s*$")
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+# Applied with fullmatch: '$' would also match before a trailing newline.
+_VLAN_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9:/._-]{0,31}")
+_SIGNED_RE: Final = re.compile(r" *-?[0-9]{1,10} *")
+_show = v.show
 
 
 # --- field parsers ---------------------------------------------------------------------
@@ -48,7 +45,7 @@ def parse_ipv4(value: object, field: str) -> str:
 
 def parse_vlan(value: object, field: str) -> str:
     text = v.require_str(value, field)
-    if not _VLAN_RE.match(text):
+    if not _VLAN_RE.fullmatch(text):
         raise BadRequest(f"{field}: expected a VLAN like 'vlan://101', '101' or 'untagged', "
                          f"got {_show(value)}")
     return text
@@ -64,7 +61,7 @@ def parse_public_cidr(value: object, field: str) -> ipaddress.IPv4Network:
 
 def parse_signed_int(value: object, field: str, low: int, high: int) -> int:
     """Like validation.parse_int, but '-1' as a string too (CloudStack's ICMP "any")."""
-    if isinstance(value, str) and _SIGNED_RE.match(value):
+    if isinstance(value, str) and _SIGNED_RE.fullmatch(value):
         value = int(value)
     return v.parse_int(value, field, low, high)
 
@@ -114,7 +111,7 @@ def parse_text(value: object, field: str) -> str:
 def parse_acl_protocol(value: object, field: str) -> str:
     """tcp, udp, icmp, all, or an IP protocol number 0-255 (CloudStack allows both)."""
     if (isinstance(value, int) and not isinstance(value, bool)) or (
-        isinstance(value, str) and value.strip().isdigit()
+        isinstance(value, str) and re.fullmatch(r" *[0-9]{1,3} *", value)
     ):
         return str(v.parse_int(value, field, 0, 255))
     return v.parse_choice(value, field, FIREWALL_PROTOCOLS)

@@ -84,3 +84,18 @@ def test_long_values_are_shortened_in_messages() -> None:
 def test_numbers_are_ascii_digits_only(value: str) -> None:
     with pytest.raises(BadRequest, match=r"^n: "):
         v.parse_int(value, "n", 0, 10**6)
+
+
+def test_trailing_newlines_never_pass_a_pattern() -> None:
+    from provider_service.api import rule_parsing
+
+    for parse in (v.parse_hostname, v.parse_mac, v.parse_id, v.parse_name,
+                  rule_parsing.parse_vlan):
+        with pytest.raises(BadRequest):
+            parse("101\n" if parse is not v.parse_mac else "02:00:00:00:00:01\n", "f")
+    with pytest.raises(BadRequest):
+        rule_parsing.parse_signed_int("-1\n", "icmp", -1, 255)
+    assert rule_parsing.parse_signed_int(" -1 ", "icmp", -1, 255) == -1
+    assert rule_parsing.parse_acl_protocol("6", "protocol") == "6"
+    with pytest.raises(BadRequest):
+        rule_parsing.parse_acl_protocol("²", "protocol")
