@@ -1,13 +1,14 @@
-"""python -m bench [--only sqlite|postgres] [--networks N] [--clients C]
+"""python -m bench [--only sqlite|postgres|extension] [--networks N] [--clients C]
 
 Runs the allocation benchmark against a real `vxgate-service` (gunicorn, 2 workers) on
 SQLite and on PostgreSQL. Per backend: C Python clients create N networks, every answer
 and the final state are checked, and all N creations are replayed (bench/allocation.py);
 then wrk drives creations for a fixed time (bench/wrk_load.py), which is the throughput
 and latency figure the goals are judged on, the Python clients costing the service a
-sixth of the machine's CPU. Prints throughput, latency, CPU use, checks, and per goal
-whether it was met. Exit status: 0 when every correctness check passed
-(speed goals missed or not), 1 when a check failed, 2 when a service could not be run.
+sixth of the machine's CPU. Then the extension entry-point, spawned as CloudStack spawns
+it, against the service on SQLite (bench/extension.py). Prints throughput, latency, CPU
+use, checks, and per goal whether it was met. Exit status: 0 when every correctness check
+passed (speed goals missed or not), 1 when a check failed, 2 when a service could not be run.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from bench import sysinfo, wrk_load
+from bench import extension, sysinfo, wrk_load
 from bench.allocation import GOAL_P99_MS, GOAL_RATE, AllocationReport, render, run_allocation
 from bench.service import Service, ServiceError, reset_postgres_schema, running_service
 
@@ -29,9 +30,12 @@ BACKENDS = ("sqlite", "postgres")
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=BACKENDS, help="run one backend only")
+    parser.add_argument("--only", choices=(*BACKENDS, "extension"),
+                        help="run one backend only, or only the extension entry-point bench")
     parser.add_argument("--networks", type=int, default=10_000, help="networks to create")
     parser.add_argument("--clients", type=int, default=8, help="concurrent client processes")
+    parser.add_argument("--invocations", type=int, default=500,
+                        help="extension bench: events per command")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads per worker (default: the service's own default)")
@@ -51,13 +55,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     print_facts(args)
     reports: list[AllocationReport] = []
-    for backend in BACKENDS if args.only is None else (args.only,):
+    for backend in (name for name in BACKENDS if args.only in (None, name)):
         try:
             reports.append(run_backend(backend, args))
         except (ServiceError, OSError, RuntimeError) as exc:
             print(f"== {backend}: could not run: {exc}", file=sys.stderr)
             return 2
+    extension_ok = True
+    if args.only in (None, "extension"):
+        try:
+            extension_ok = run_extension(args)
+        except (ServiceError, OSError, RuntimeError, ValueError) as exc:
+            print(f"== extension: could not run: {exc}", file=sys.stderr)
+            return 2
     failed = [report.backend for report in reports if not report.ok]
+    failed += [] if extension_ok else ["extension"]
     failed += [f"{backend} (wrk)" for backend, ok in _wrk_outcomes if not ok]
     print(f"correctness: {'FAILED on ' + ', '.join(failed) if failed else 'all checks passed'}")
     return 1 if failed else 0
@@ -74,6 +86,13 @@ def run_backend(backend: str, args: argparse.Namespace) -> AllocationReport:
         if args.wrk_seconds > 0:
             _run_wrk(backend, service, args)
     return report
+
+
+def run_extension(args: argparse.Namespace) -> bool:
+    with running_service(workers=args.workers, threads=args.threads) as service:
+        report = extension.run_extension(service, args.invocations)
+        print("\n".join(extension.render(report)), flush=True)
+    return report.ok
 
 
 _wrk_outcomes: list[tuple[str, bool]] = []

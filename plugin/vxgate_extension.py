@@ -3,10 +3,11 @@
 
 CloudStack spawns this for every network event, 10-12 times per VM start, so it is a thin
 client: read the event, send it to the vxgate provider service in one HTTP request,
-print what CloudStack reads back. Standard library only, and only the cheap parts of it:
-the interpreter starts in ~7 ms, json adds ~7 ms, http.client would add ~20 ms (it
-imports the email package), so HTTP/1.1 is spoken over a plain socket, and ssl is
-imported only for an https service URL.
+print what CloudStack reads back. Standard library only, and only its C modules: the
+interpreter starts in ~7 ms; json, socket, signal and os would add ~10 ms (json imports re,
+all but os import enum), http.client ~20 ms more (it imports the email package). So JSON
+goes through json's own C scanner and encoder (_json), HTTP/1.1 is spoken over a plain
+_socket, and ssl (with socket) is imported only for an https service URL.
 
 Forms accepted (see protocol.md):
   vxgate_extension.py <command> <payload-file> <timeout-seconds>      (CloudStack 4.23)
@@ -18,11 +19,26 @@ Exit 0 with the expected output on success; non-zero with one line on failure.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
+import posix  # os's C half, loaded at start-up; os itself costs ~1 ms to import
 import sys
+import time
+
+# Only C modules at run time: the signal and socket packages import enum, json imports re
+# and enum -- together ~9 ms, more than the interpreter's own start (bench/extension.py).
+# `typing` would cost as much, so mypy and ruff are served by this stand-in: both treat
+# any `if TYPE_CHECKING:` block as taken, and check us against the full packages.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal
+    import socket
+    from typing import Any
+else:
+    try:
+        import _signal as signal
+        import _socket as socket
+    except ImportError:  # not CPython
+        import signal
+        import socket
 
 # Registration details that carry the service's address and our credential.
 URL_KEY = "vxgate.url"
@@ -31,8 +47,76 @@ TOKEN_KEY = "vxgate.token"
 # passes hidden details, credentials included, to every call).
 SECRET_MARKERS = ("token", "password", "secret", "sshkey", "key")
 DEFAULT_TIMEOUT = 60.0
+# The alarm backs up the socket timeouts, which normally expire first and say more.
+ALARM_GRACE = 0.5
 EXIT_FAILED, EXIT_USAGE, EXIT_TIMEOUT = 1, 2, 124
 ENVELOPE_DETAILS = ("physical-network-extension-details", "network-extension-details")
+# CloudStack's command names ([a-z][a-z0-9-]{0,62}); anything else must not reach the
+# request line.
+COMMAND_FIRST = frozenset("abcdefghijklmnopqrstuvwxyz")
+COMMAND_CHARS = COMMAND_FIRST | frozenset("0123456789-")
+MAX_COMMAND, MAX_TOKEN = 63, 4096
+
+
+def _is_command(text: str) -> bool:
+    return (0 < len(text) <= MAX_COMMAND and text[0] in COMMAND_FIRST
+            and all(char in COMMAND_CHARS for char in text))
+
+
+def _is_token(text: str) -> bool:
+    """One visible ASCII word (\\x21-\\x7e): nothing that could end the header."""
+    return 0 < len(text) <= MAX_TOKEN and text.isascii() and text.isprintable() \
+        and " " not in text
+
+
+class _DecoderContext:
+    """The attributes json.JSONDecoder hands to its C scanner."""
+
+    strict = True
+    object_hook = object_pairs_hook = None
+    parse_float, parse_int = float, int
+    parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"),
+                      "NaN": float("nan")}.__getitem__
+
+
+def _unsupported(value: object) -> object:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# json's own C scanner and encoder (what json.loads and json.dumps run), without the json
+# package; None where they are missing or changed, and the json package does the work.
+_scan: Any
+_encode: Any
+try:
+    import _json
+
+    _scan = _json.make_scanner(_DecoderContext())  # type: ignore[arg-type]
+    _encode = _json.make_encoder(None, _unsupported, _json.encode_basestring_ascii, None,
+                                 ":", ",", False, False, True)
+except (ImportError, AttributeError, TypeError):
+    _scan = _encode = None
+
+
+def json_loads(text: str) -> object:
+    if _scan is not None:
+        try:
+            value, end = _scan(text, len(text) - len(text.lstrip(" \t\n\r")))
+            if not text[end:].strip(" \t\n\r"):
+                return value
+        except Exception:  # the json package below says what is wrong
+            pass
+    import json
+
+    return json.loads(text)
+
+
+def json_dumps(value: object) -> str:
+    """Compact JSON, as json.dumps(value, separators=(",", ":")) writes it."""
+    if _encode is not None:
+        return "".join(_encode(value, 0))
+    import json
+
+    return json.dumps(value, separators=(",", ":"))
 
 
 class Failure(Exception):
@@ -45,21 +129,25 @@ class Failure(Exception):
 
 def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else ""
+    shown = command if _is_command(command) else "extension"
     try:
-        if not command or command.startswith("-"):
+        if not _is_command(command) or len(argv) < 3:
             raise Failure("usage: vxgate_extension.py <command> <payload-file> <timeout>",
                           EXIT_USAGE)
         event, timeout = read_event(command, argv[2:])
-        _arm_deadline(command, timeout)
-        output = send(command, event, timeout)
+        deadline = _arm_deadline(command, timeout)
+        try:
+            output = send(command, event, deadline)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)  # one line only, never two
     except Failure as failure:
-        _print(f"vxgate: {command or 'extension'}: {failure}")
+        _print(f"vxgate: {shown}: {failure}")
         return failure.code
     except Exception as error:  # never a traceback in CloudStack's log
-        _print(f"vxgate: {command}: unexpected {type(error).__name__}: {error}")
+        _print(" ".join(f"vxgate: {shown}: unexpected {type(error).__name__}: {error}".split()))
         return EXIT_FAILED
     if output is not None:
-        _print(output if isinstance(output, str) else json.dumps(output, separators=(",", ":")))
+        _print(output if isinstance(output, str) else json_dumps(output))
     return 0
 
 
@@ -82,7 +170,10 @@ def _legacy_envelope(command: str, args: list[str]) -> object:
     # Deployed, the two files sit side by side as top-level modules; in the source tree
     # they form the `plugin` package.
     import importlib
+    import os
 
+    if not __package__:  # run as a script: -I leaves the script's directory off sys.path
+        sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))
     name = f"{__package__}.plugin_legacy" if __package__ else "plugin_legacy"
     legacy = importlib.import_module(name)
     try:
@@ -94,7 +185,7 @@ def _legacy_envelope(command: str, args: list[str]) -> object:
 def _load_json_file(path: str) -> object:
     try:
         with open(path, "rb") as handle:
-            return json.loads(handle.read().decode("utf-8"))
+            return json_loads(handle.read().decode("utf-8"))
     except OSError as error:
         raise Failure(f"cannot read payload file: {error.strerror}") from None
     except (ValueError, UnicodeDecodeError) as error:
@@ -109,22 +200,29 @@ def _timeout(text: str) -> float:
     return value if 0 < value <= 3600 else DEFAULT_TIMEOUT
 
 
-def _arm_deadline(command: str, timeout: float) -> None:
-    # CloudStack waits forever for us (protocol.md §1); a hung call would hold the
-    # network's lock in the management server. The alarm is the backstop behind the
-    # socket timeouts.
+def _arm_deadline(command: str, timeout: float) -> float:
+    """The monotonic time by which we must have answered.
+
+    CloudStack waits forever for us (protocol.md §1); a hung call would hold the
+    network's lock in the management server. Socket operations get the time that is
+    left; the alarm is the backstop behind them (a stuck TLS handshake, say). Both end
+    with EXIT_TIMEOUT.
+    """
+
     def expire(_signum: int, _frame: object) -> None:
         _print(f"vxgate: {command}: gave up after the {timeout:g} s deadline")
-        os._exit(EXIT_TIMEOUT)
+        posix._exit(EXIT_TIMEOUT)
 
+    deadline = time.monotonic() + timeout
     signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, timeout)
+    signal.setitimer(signal.ITIMER_REAL, timeout + ALARM_GRACE)
+    return deadline
 
 
 # --- talking to the service ------------------------------------------------------------
 
 
-def send(command: str, event: dict[str, object], timeout: float) -> object:
+def send(command: str, event: dict[str, object], deadline: float) -> object:
     registration = event.get("physical-network-extension-details")
     if not isinstance(registration, dict):
         raise Failure("physical-network-extension-details missing from the payload")
@@ -133,8 +231,10 @@ def send(command: str, event: dict[str, object], timeout: float) -> object:
         raise Failure(f"registration detail {URL_KEY} is not set (run: vxgate cloudstack register)")
     if not isinstance(token, str) or not token:
         raise Failure(f"registration detail {TOKEN_KEY} is not set")
-    body = json.dumps(without_secrets(event), separators=(",", ":")).encode()
-    status, answer = post(url, f"/v1/cloudstack/{command}", token, body, timeout)
+    if not _is_token(token):
+        raise Failure(f"registration detail {TOKEN_KEY} is not a valid token")
+    body = json_dumps(without_secrets(event)).encode()
+    status, answer = post(url, f"/v1/cloudstack/{command}", token, body, deadline)
     if status != 200:
         raise Failure(_error_text(status, answer))
     return answer.get("output") if isinstance(answer, dict) else None
@@ -150,20 +250,27 @@ def without_secrets(event: dict[str, object]) -> dict[str, object]:
     return clean
 
 
-def post(url: str, path: str, token: str, body: bytes, timeout: float) -> tuple[int, object]:
+def post(url: str, path: str, token: str, body: bytes, deadline: float) -> tuple[int, object]:
     scheme, host, port, base = _split_url(url)
+    authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     request = (
-        f"POST {base}{path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"POST {base}{path} HTTP/1.1\r\nHost: {authority}\r\n"
         f"Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode() + body
     try:
-        with socket.create_connection((host, port), timeout=timeout) as raw:
-            conn = _wrap_tls(raw, host) if scheme == "https" else raw
+        conn = _connect(host, port, _left(deadline))
+        try:
+            if scheme == "https":
+                conn = _wrap_tls(conn, host)
+            conn.settimeout(_left(deadline))
             conn.sendall(request)
-            response = _read_all(conn)
+            response = _read_all(conn, deadline)
+        finally:
+            conn.close()
     except TimeoutError:
-        raise Failure(f"no answer from the vxgate service at {url} within {timeout:g} s") from None
+        raise Failure(f"no answer from the vxgate service at {url} before the deadline",
+                      EXIT_TIMEOUT) from None
     except OSError as error:
         raise Failure(f"cannot reach the vxgate service at {url}: {error.strerror or error}") \
             from None
@@ -187,18 +294,58 @@ def _split_url(url: str) -> tuple[str, str, int, str]:
     return scheme, host, port, ("/" + base).rstrip("/")
 
 
+def _connect(host: str, port: int, timeout: float) -> socket.socket:
+    """socket.create_connection() without the socket package."""
+    error: OSError = OSError(f"no address for {host}")
+    for family, kind, proto, _name, address in socket.getaddrinfo(
+            _ascii(host), port, 0, socket.SOCK_STREAM):
+        conn = socket.socket(family, kind, proto)
+        try:
+            conn.settimeout(timeout)
+            conn.connect(address)
+            return conn
+        except OSError as exc:
+            conn.close()
+            error = exc
+    raise error
+
+
+def _ascii(host: str) -> str | bytes:
+    """An ASCII host as bytes: getaddrinfo() encodes a str host with the idna codec,
+    whose import (stringprep, unicodedata) costs ~1 ms."""
+    return host.encode("ascii") if host.isascii() else host
+
+
 def _wrap_tls(raw: socket.socket, host: str) -> socket.socket:
+    import socket as full  # ssl needs the socket package's socket class
     import ssl
 
-    context = ssl.create_default_context(cafile=os.environ.get("VXGATE_CA_FILE") or None)
+    raw = full.socket(fileno=raw.detach())
+    context = ssl.create_default_context(cafile=_environ("VXGATE_CA_FILE") or None)
     return context.wrap_socket(raw, server_hostname=host)
 
 
-def _read_all(conn: socket.socket) -> bytes:
-    chunks = []
-    while chunk := conn.recv(65536):
+def _environ(name: str) -> str:
+    value = posix.environ.get(name.encode())
+    return value.decode(errors="surrogateescape") if value else ""
+
+
+def _left(deadline: float) -> float:
+    """Seconds until the deadline; TimeoutError once it has passed."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError
+    return left
+
+
+def _read_all(conn: socket.socket, deadline: float) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        conn.settimeout(_left(deadline))
+        chunk = conn.recv(65536)
+        if not chunk:
+            return b"".join(chunks)
         chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _parse_response(response: bytes) -> tuple[int, object]:
@@ -209,7 +356,7 @@ def _parse_response(response: bytes) -> tuple[int, object]:
     if b"transfer-encoding: chunked" in head.lower():
         body = _dechunk(body)
     try:
-        return int(status_line[1]), json.loads(body.decode("utf-8")) if body else None
+        return int(status_line[1]), json_loads(body.decode("utf-8")) if body else None
     except (ValueError, UnicodeDecodeError):
         return int(status_line[1]), None
 
@@ -218,7 +365,10 @@ def _dechunk(body: bytes) -> bytes:
     out, rest = [], body
     while rest:
         size_line, _, rest = rest.partition(b"\r\n")
-        size = int(size_line.split(b";")[0] or b"0", 16)
+        try:
+            size = int(size_line.split(b";")[0].strip() or b"0", 16)
+        except ValueError:
+            raise Failure("the vxgate service sent a malformed chunked answer") from None
         if size == 0:
             break
         out.append(rest[:size])
@@ -238,5 +388,4 @@ def _print(text: str) -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.realpath(__file__)))  # -I leaves it out
     sys.exit(main(sys.argv))

@@ -12,12 +12,15 @@ from werkzeug.exceptions import HTTPException
 from provider_service.config import Settings
 from provider_service.db import Database
 from provider_service.errors import ServiceError, Unauthorized
+from provider_service.validation import show
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/v1"
-# The largest legitimate body is save-vm-data: user data is at most 1 MiB in CloudStack.
-MAX_REQUEST_BYTES = 8 * 1024 * 1024
+# The largest legitimate body is restore-network: every VM of a network with its user
+# data (CloudStack allows 1 MiB each, 32 KiB by default). CloudStack does not retry, so a
+# refused restore would leave the network unrestored: be generous.
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
 _DB_KEY = "vxgate.db"
 
 
@@ -67,7 +70,7 @@ def _service_error(error: ServiceError) -> ResponseReturnValue:
 
 
 def _http_error(error: HTTPException) -> ResponseReturnValue:
-    message = f"{error.name}: {request.method} {request.path}"
+    message = f"{error.name}: {request.method} {show(request.path)}"
     return jsonify(error=message), error.code or 500
 
 

@@ -60,8 +60,11 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with self._reader() as session, session.begin():
-            yield session
+        try:
+            with self._reader() as session, session.begin():
+                yield session
+        except OperationalError as exc:
+            raise Unavailable(f"database error: {_first_line(exc.orig)}") from exc
 
     def write(self, work: Callable[[Session], T]) -> T:
         return self._retrying(lambda: self._in_session(work))
@@ -80,7 +83,11 @@ class Database:
         # objects around it: they cost as much as the statements (bench/).
         dialect = self._write_engine.dialect
         with self._queued():
-            raw = self._write_engine.raw_connection()
+            try:
+                raw = self._write_engine.raw_connection()
+            except dialect.loaded_dbapi.Error as exc:  # down: transient, like a lost link
+                raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error,
+                                          connection_invalidated=True) from exc
             try:
                 if self.is_sqlite:
                     raw.cursor().execute("BEGIN IMMEDIATE")
@@ -113,12 +120,12 @@ class Database:
             try:
                 return attempt_once()
             except IntegrityError as exc:
-                if not _is_unique_violation(exc):
+                if not _is_race(exc):
                     raise  # a bug, not a race: let it surface
                 if attempt == WRITE_ATTEMPTS:
                     raise Conflict("concurrent change to one object; replay the request") from exc
                 log.debug("write attempt %d hit a constraint race: %s", attempt, exc.orig)
-            except (OperationalError, DBAPIError) as exc:
+            except OperationalError as exc:
                 if not _is_transient(exc) or attempt == WRITE_ATTEMPTS:
                     raise Unavailable(f"database error: {_first_line(exc.orig)}") from exc
                 log.debug("write attempt %d was transient: %s", attempt, exc.orig)
@@ -161,7 +168,11 @@ class _WriterQueue:
         # Opened lazily and again after a fork: gunicorn forks workers after the app
         # is built, and a shared open file would be one lock for all of them.
         if self._fd is None or self._pid != os.getpid():
-            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise Unavailable(f"database error: cannot open {self._path}: "
+                                  f"{exc.strerror}") from exc
             self._pid = os.getpid()
         return self._fd
 
@@ -194,9 +205,12 @@ def _sqlite_engine(url: str, begin_statement: str, echo: bool) -> Engine:
     return engine
 
 
-def _is_unique_violation(exc: IntegrityError) -> bool:
+def _is_race(exc: IntegrityError) -> bool:
+    """A constraint another transaction made us break: two replays of one event at once
+    (unique), or a parent deleted under us (foreign key; only PostgreSQL, as SQLite
+    writers take turns). A retry sees the winner's state and answers from it."""
     sqlstate = getattr(exc.orig, "sqlstate", None)
-    return sqlstate == "23505" or "UNIQUE constraint failed" in str(exc.orig)
+    return sqlstate in ("23505", "23503") or "UNIQUE constraint failed" in str(exc.orig)
 
 
 def _is_transient(exc: DBAPIError) -> bool:

@@ -26,6 +26,9 @@ _ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 _LABEL_RE: Final = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _MAC_RE: Final = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+# What address and CIDR text may contain. Python's ipaddress also accepts IPv6 scope ids
+# ('fe80::1%<anything>', newlines included) and keeps them in str(): never let one in.
+_ADDRESS_TEXT_RE: Final = re.compile(r"[0-9A-Fa-f:./]{2,49}")
 
 
 def show(value: object) -> str:
@@ -55,10 +58,20 @@ def parse_name(value: object, field: str) -> str:
     return text
 
 
-def parse_cidr(value: object, field: str, version: int | None = None) -> IPNetwork:
+def _address_text(value: object, field: str, what: str) -> str:
     text = require_str(value, field)
+    if not _ADDRESS_TEXT_RE.fullmatch(text):
+        raise BadRequest(f"{field}: not {what}: {show(value)}")
+    return text
+
+
+def parse_cidr(
+    value: object, field: str, version: int | None = None, *, strict: bool = True
+) -> IPNetwork:
+    """A network in CIDR form; strict=False accepts host bits ('10.1.1.5/24')."""
+    text = _address_text(value, field, "a network in CIDR form")
     try:
-        network = ipaddress.ip_network(text, strict=True)
+        network = ipaddress.ip_network(text, strict=strict)
     except ValueError as exc:
         raise BadRequest(f"{field}: not a network in CIDR form: {show(value)}") from exc
     if version is not None and network.version != version:
@@ -67,7 +80,7 @@ def parse_cidr(value: object, field: str, version: int | None = None) -> IPNetwo
 
 
 def parse_ip(value: object, field: str, version: int | None = None) -> IPAddress:
-    text = require_str(value, field)
+    text = _address_text(value, field, "an IP address")
     try:
         address = ipaddress.ip_address(text)
     except ValueError as exc:
@@ -79,7 +92,7 @@ def parse_ip(value: object, field: str, version: int | None = None) -> IPAddress
 
 def parse_interface_address(value: object, field: str) -> ipaddress.IPv4Interface:
     """An address with its prefix, as CloudStack's public_cidr ('203.0.113.5/24')."""
-    text = require_str(value, field)
+    text = _address_text(value, field, "an IPv4 address/prefix")
     try:
         return ipaddress.IPv4Interface(text)
     except ValueError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
@@ -11,6 +12,41 @@ from provider_service.errors import BadRequest
 
 T = TypeVar("T")
 _MISSING: Any = object()
+
+
+def request_json() -> Any:
+    """The request's JSON, refused whole if any string in it could not be stored as text.
+
+    NUL bytes and lone surrogates are valid JSON, but PostgreSQL refuses the first,
+    UTF-8 the second, and SQLite would store both: one rule for both databases.
+    """
+    try:
+        data = json.loads(request.get_data(cache=False))
+    except RecursionError:
+        raise BadRequest("the request body is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the request body is not valid JSON") from None
+    _check_strings(data)
+    return data
+
+
+def _check_strings(data: Any) -> None:
+    pending = [data]  # a loop, not recursion: the depth is the sender's choice
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise BadRequest("the request body holds a NUL character")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadRequest("the request body holds text that is not valid UTF-8") \
+                    from None
 
 
 class Body:
@@ -25,7 +61,7 @@ class Body:
 
     @classmethod
     def from_request(cls, allowed: Iterable[str]) -> Body:
-        data = request.get_json(silent=True, force=True)
+        data = request_json()
         if not isinstance(data, dict):
             raise BadRequest("the request body must be a JSON object")
         return cls(data, allowed)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint
 from flask.typing import ResponseReturnValue
 
+from provider_service.api.body import request_json
 from provider_service.api.openapi import operation
 from provider_service.app import db
 from provider_service.cloudstack import dispatch
@@ -17,7 +18,7 @@ blueprint = Blueprint("cloudstack", __name__, url_prefix="/v1")
 
 @blueprint.post("/cloudstack/<command>")
 def post_event(command: str) -> ResponseReturnValue:
-    envelope = request.get_json(silent=True, force=True)
+    envelope = request_json()
     if not isinstance(envelope, dict):
         raise BadRequest("the request body must be CloudStack's event envelope (a JSON object)")
     output = db().write(lambda s: dispatch.handle(s, command, envelope))

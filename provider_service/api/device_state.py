@@ -34,7 +34,7 @@ def parse_artifact_name(value: object, field: str) -> str:
 
 def parse_content(value: object, field: str) -> str:
     text = v.require_str(value, field)
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_ARTIFACT_BYTES:
+    if len(text.encode()) > MAX_ARTIFACT_BYTES:
         raise BadRequest(f"{field}: larger than {MAX_ARTIFACT_BYTES} bytes")
     return text
 

@@ -89,10 +89,7 @@ def parse_cidr_list(value: object, field: str) -> str:
     cidrs: list[str] = []
     for item in items:
         text = v.require_str(item, field).strip()
-        try:
-            cidr = str(ipaddress.ip_network(text, strict=False))
-        except ValueError as exc:
-            raise BadRequest(f"{field}: not a network in CIDR form: {_show(item)}") from exc
+        cidr = str(v.parse_cidr(text, field, strict=False))
         if cidr not in cidrs:
             cidrs.append(cidr)
     return ",".join(cidrs)

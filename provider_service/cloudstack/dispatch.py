@@ -1,4 +1,5 @@
-"""Which handler serves which of CloudStack's commands (protocol.md §3, all 30)."""
+"""Which handler serves which of CloudStack's commands: all 32 that NetworkExtensionElement
+sends (protocol.md §3), and custom-action."""
 
 from __future__ import annotations
 

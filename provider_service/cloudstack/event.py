@@ -35,6 +35,11 @@ class Event:
                             ("physical-network-extension-details", registration)):
             if not isinstance(value, dict):
                 raise BadRequest(f"{name}: expected a JSON object")
+        if payload.get("zone_id") in (None, "") and details.get("zone_id") not in (None, ""):
+            # The legacy flag form sends --zone-id with ensure-network-device only, and
+            # older 4.23 builds leave zone_id out of implement-vpc and shutdown-vpc; the
+            # details CloudStack stored from our ensure answer carry it.
+            payload = {**payload, "zone_id": details["zone_id"]}
         return cls(command, payload, details, registration)
 
     @property

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from provider_service import tenancy
 from provider_service.api.networks import network_json, parse_network, parse_vpc
+from provider_service.cloudstack import rules
 from provider_service.cloudstack.event import Event
 from provider_service.models import Network, Vpc
 from provider_service.sql import Sql
@@ -17,7 +18,7 @@ from provider_service.sql import Sql
 NETWORK_FIELDS = {
     "zone_id": "zone_id", "vpc_id": "vpc_id", "guest_type": "guest_type", "cidr": "cidr",
     "gateway": "gateway", "ip6_cidr": "network_ip6_cidr", "ip6_gateway": "network_ip6_gateway",
-    "state": "network_state", "extension_ip": "extension_ip",
+    "extension_ip": "extension_ip",
 }
 VPC_FIELDS = {"zone_id": "zone_id", "cidr": "vpc_cidr", "state": "vpc_state"}
 
@@ -66,6 +67,9 @@ def destroy_network(session: Session, event: Event) -> None:
 def implement_vpc(session: Session, event: Event) -> None:
     spec = parse_vpc(event.text("vpc_id"), event.body(VPC_FIELDS, _physnet(event)))
     tenancy.apply_vpc(Sql(session), spec)
+    if event.has("public_ip"):
+        # PIP(true): the VPC's source-NAT address, sent once CloudStack has allocated it.
+        rules.assign_ip(session, event)
 
 
 def shutdown_vpc(session: Session, event: Event) -> None:
@@ -75,9 +79,13 @@ def shutdown_vpc(session: Session, event: Event) -> None:
 
 
 def _apply_network(session: Session, event: Event) -> tenancy.NetworkView:
-    network_id = event.text("network_id")
-    body = event.body(NETWORK_FIELDS, _physnet(event) if not event.has("vpc_id") else None)
-    return tenancy.apply_network(Sql(session), parse_network(network_id, body))
+    # The state is what our answer makes it: network_state says "implementing" (and the
+    # legacy form and older builds send none), and nothing tells us when it changes.
+    extra = {"state": "implemented"}
+    if not event.has("vpc_id"):  # a tier goes where its VPC is
+        extra.update(_physnet(event) or {})
+    body = event.body(NETWORK_FIELDS, extra)
+    return tenancy.apply_network(Sql(session), parse_network(event.text("network_id"), body))
 
 
 def _physnet(event: Event) -> dict[str, str] | None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, pool, text
 
 from provider_service.models import Base
 
+MIGRATION_LOCK_KEY = 0x76786761  # "vxga"
 config = context.config
 target_metadata = Base.metadata
 
@@ -23,6 +24,11 @@ def run_migrations_online() -> None:
             compare_type=True,
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Several services starting at once on one database: one migrates, the
+                # others wait and then find nothing to do.
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                                   {"key": MIGRATION_LOCK_KEY})
             context.run_migrations()
     engine.dispose()
 
