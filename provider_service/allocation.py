@@ -5,8 +5,12 @@ Three mechanisms, each for one job:
 - released numbers wait in a free list and are reused only once the cursor has passed
   the end of the range (fresh numbers first: a just-freed VNI may still be in devices);
 - the unique constraint on allocations(zone, space, number) is the guarantee. It holds
-  whatever the concurrency: gunicorn workers, several services on one PostgreSQL, or two
-  pools with overlapping ranges (a number another pool holds is skipped: ON CONFLICT).
+  whatever the concurrency: gunicorn workers, several services on one PostgreSQL.
+
+The pools of one zone do not overlap within a number space (L2 and L3 VNIs share one):
+the inventory refuses such ranges, because a pool whose numbers another pool holds runs
+dry. Should a number be taken all the same (pools from before that check), it is
+skipped: ON CONFLICT, at most MAX_SKIPS times per allocation.
 
 All functions run inside the caller's write transaction (Database.write). Allocation is
 plain SQL (see sql.py for why); pool configuration, rare, uses the ORM.
@@ -24,7 +28,7 @@ from provider_service.models import NumberPool
 from provider_service.models.fabric import POOL_SPACES
 from provider_service.sql import Sql
 
-# How many numbers taken by another pool of the same space we skip before giving up.
+# How many numbers already taken (see the module's docstring) we skip before giving up.
 MAX_SKIPS = 64
 
 
@@ -50,13 +54,17 @@ class Allocated:
 def configure_pool(
     session: Session, zone_id: str, scope: str, purpose: str, first: int, last: int
 ) -> NumberPool:
-    """Create a pool or change its range. Numbers already handed out keep their owners."""
+    """Create a pool or change its range. Numbers already handed out keep their owners.
+
+    The cursor only knows "everything below me has been handed out once", so the start
+    can move down only while the pool hands out nothing: then the pool starts afresh.
+    """
     if purpose not in POOL_SPACES:
         raise BadRequest(f"unknown pool purpose {purpose!r}")
     pool = session.scalars(
         select(NumberPool).where(
             NumberPool.zone_id == zone_id, NumberPool.scope == scope, NumberPool.purpose == purpose
-        )
+        ).with_for_update()  # allocators take the row too: the check below holds
     ).one_or_none()
     if pool is None:
         pool = NumberPool(
@@ -65,6 +73,14 @@ def configure_pool(
         )
         session.add(pool)
     elif (pool.first_number, pool.last_number) != (first, last):
+        if first < pool.first_number:
+            sql = Sql(session)
+            if sql.one("SELECT 1 FROM allocations WHERE pool_id = :id LIMIT 1", id=pool.id):
+                raise BadRequest(
+                    f"{purpose}_range: the start can only move up while numbers are in use")
+            # Nothing in use: every number of the new range is free, fresh from the cursor.
+            sql.run("DELETE FROM released_numbers WHERE pool_id = :id", id=pool.id)
+            pool.cursor = first
         pool.first_number, pool.last_number = first, last
         pool.cursor = max(pool.cursor, first)
     return pool

@@ -26,15 +26,24 @@ class ObjectReport:
     reason: str = ""
 
 
-def get_device(session: Session, name: str) -> Device:
-    device = session.get(Device, name)
+def get_device(session: Session, name: str, *, lock: bool = False) -> Device:
+    """The device; `lock=True` for writes that bump its generation (store_artifact) or
+    must not interleave with them: on PostgreSQL the row is read FOR NO KEY UPDATE, so
+    two writers take turns instead of both reading generation N and both writing N + 1."""
+    # OF devices: the joined ASN allocation is the nullable side of an outer join, which
+    # PostgreSQL will not lock. populate_existing: a row already in the session is
+    # re-read under the lock, not served as it was.
+    lock_mode = {"of": Device, "key_share": True} if lock else None
+    device = session.get(Device, name, with_for_update=lock_mode, populate_existing=lock)
     if device is None:
         raise NotFound(f"unknown device {name}")
     return device
 
 
 def store_artifact(session: Session, device: Device, artifact: str, content: str) -> int:
-    """Record a rendered artifact; returns its generation (unchanged if the text is)."""
+    """Record a rendered artifact; returns its generation (unchanged if the text is).
+    The device must come from get_device(..., lock=True): the generation is read and
+    bumped here."""
     digest = hashlib.sha256(content.encode()).hexdigest()
     current = session.get(DeviceConfig, (device.name, artifact))
     if current is not None and current.sha256 == digest:

@@ -14,9 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from provider_service import allocation
-from provider_service.errors import Conflict, NotFound
+from provider_service.errors import BadRequest, Conflict, NotFound
 from provider_service.models import Device, DeviceUplink, NumberPool, PhysicalNetwork, Zone
-from provider_service.models.fabric import ZONE_SCOPE
+from provider_service.models.fabric import POOL_SPACES, ZONE_SCOPE
 from provider_service.sql import Sql
 
 DEFAULT_L2VNI_RANGE = (10_000, 4_999_999)
@@ -80,21 +80,26 @@ def apply_zone(session: Session, spec: ZoneSpec) -> Zone:
     return zone
 
 
-def get_zone(session: Session, zone_id: str) -> Zone:
-    zone = session.get(Zone, zone_id)
+def get_zone(session: Session, zone_id: str, *, lock: bool = False) -> Zone:
+    # FOR NO KEY UPDATE: writers of the zone take turns, rows pointing at it go on.
+    zone = session.get(Zone, zone_id, with_for_update={"key_share": True} if lock else None)
     if zone is None:
         raise NotFound(f"unknown zone {zone_id}")
     return zone
 
 
 def apply_physical_network(session: Session, spec: PhysicalNetworkSpec) -> PhysicalNetwork:
-    get_zone(session, spec.zone_id)
+    # The zone row is locked (PostgreSQL) so that physical network writes of one zone take
+    # turns: the name and range checks below see each other's results.
+    get_zone(session, spec.zone_id, lock=True)
     physnet = session.get(PhysicalNetwork, spec.id)
     if physnet is None:
         physnet = PhysicalNetwork(id=spec.id, zone_id=spec.zone_id)
         session.add(physnet)
     elif physnet.zone_id != spec.zone_id:
         raise Conflict(f"physical network {spec.id} belongs to zone {physnet.zone_id}")
+    _check_unique_name(session, spec)
+    _check_ranges_apart(session, spec)
     physnet.name = spec.name
     physnet.isolation_method = spec.isolation_method
     physnet.service_url = spec.service_url
@@ -104,6 +109,57 @@ def apply_physical_network(session: Session, spec: PhysicalNetworkSpec) -> Physi
     for purpose, (first, last) in spec.ranges().items():
         allocation.configure_pool(session, spec.zone_id, spec.id, purpose, first, last)
     return physnet
+
+
+def _check_unique_name(session: Session, spec: PhysicalNetworkSpec) -> None:
+    """CloudStack names a network's physical network by name only: names are unique in a
+    zone (an empty name is "not given")."""
+    if not spec.name:
+        return
+    other = session.scalars(
+        select(PhysicalNetwork.id).where(
+            PhysicalNetwork.zone_id == spec.zone_id, PhysicalNetwork.name == spec.name,
+            PhysicalNetwork.id != spec.id,
+        ).limit(1)
+    ).first()
+    if other is not None:
+        raise Conflict(f"name: physical network {other} of zone {spec.zone_id} "
+                       f"is already called {spec.name!r}")
+
+
+def _check_ranges_apart(session: Session, spec: PhysicalNetworkSpec) -> None:
+    """The pools a physical network allocates from may not overlap those of another
+    physical network of the zone in the same number space (L2 and L3 VNIs share one):
+    numbers the other pool holds are out of reach, and such a pool runs dry early.
+
+    A pool the isolation method leaves idle (the VLAN pool of a VXLAN network, the L2VNI
+    pool of a VLAN one) is not checked, so defaults stay usable; changing the method
+    checks the pool it puts to use.
+    """
+    mine = {purpose: span for purpose, span in spec.ranges().items()
+            if purpose in _pools_in_use(spec.isolation_method)}
+    others = session.execute(
+        select(PhysicalNetwork.id, PhysicalNetwork.isolation_method, NumberPool.purpose,
+               NumberPool.first_number, NumberPool.last_number)
+        .join(NumberPool, (NumberPool.zone_id == PhysicalNetwork.zone_id)
+              & (NumberPool.scope == PhysicalNetwork.id))
+        .where(PhysicalNetwork.zone_id == spec.zone_id, PhysicalNetwork.id != spec.id)
+        .order_by(PhysicalNetwork.id, NumberPool.purpose)
+    ).all()
+    for purpose, (first, last) in mine.items():
+        for other, method, other_purpose, other_first, other_last in others:
+            if (other_purpose in _pools_in_use(method)
+                    and POOL_SPACES[other_purpose] == POOL_SPACES[purpose]
+                    and first <= other_last and other_first <= last):
+                raise BadRequest(
+                    f"{purpose}_range: {first}-{last} overlaps the {other_purpose} range "
+                    f"{other_first}-{other_last} of physical network {other}"
+                )
+
+
+def _pools_in_use(isolation_method: str) -> tuple[str, ...]:
+    """The pools networks on a physical network take numbers from: a segment, an L3VNI."""
+    return ("l2vni" if isolation_method == "vxlan" else "vlan", "l3vni")
 
 
 def physnet_pools(session: Session, physnet: PhysicalNetwork) -> dict[str, NumberPool]:

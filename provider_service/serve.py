@@ -10,7 +10,7 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
-from provider_service.config import SettingsError, ensure_admin_token_file
+from provider_service.config import DEFAULT_STATE_DIR, SettingsError, ensure_admin_token_file
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     # One thread per worker measured fastest (bench/): threads of one process contend for
     # the GIL while one of them holds the database write lock.
     parser.add_argument("--threads", type=int, default=1, help="threads per worker")
-    parser.add_argument("--state-dir", type=Path, default=Path("/var/lib/vxgate"),
+    parser.add_argument("--state-dir", type=Path, default=Path(DEFAULT_STATE_DIR),
                         help="holds the SQLite database and the admin token file")
     parser.add_argument("--database-url", default=None,
                         help="SQLAlchemy URL; default: SQLite in the state directory")
@@ -63,8 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     schema.upgrade(settings.database_url)
     print(f"vxgate service: http://{args.bind}/v1  (database {_redact(settings.database_url)})")
-    print(f"admin token:    {settings.admin_token}")
-    print(f"try:            curl -H 'Authorization: Bearer {settings.admin_token}' "
+    # The token itself only to a person at a terminal; a journal or a CI log gets the
+    # file that holds it.
+    token_file = os.environ.get("VXGATE_ADMIN_TOKEN_FILE", "")
+    token = settings.admin_token if sys.stdout.isatty() or not token_file else None
+    shown = token or f"$(cat {token_file})"
+    print(f"admin token:    {token or 'in ' + token_file}")
+    print(f"try:            curl -H \"Authorization: Bearer {shown}\" "
           f"http://{args.bind}/v1/zones", flush=True)
     options: dict[str, Any] = {
         "bind": args.bind,
@@ -74,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         # extension and agents would pay a TCP handshake per call.
         "worker_class": "gthread",
         "keepalive": 30,
+        # gunicorn's default control socket is one per user: two services would collide.
+        "control_socket": str(state_dir / "gunicorn.ctl"),
         "accesslog": "-" if args.access_log else None,
         "loglevel": "info",
     }

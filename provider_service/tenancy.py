@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -59,6 +60,9 @@ class NetworkSpec:
 NETWORK_FIELDS = ("guest_type", "mode", "cidr", "gateway", "ip6_cidr", "ip6_gateway", "state",
                   "extension_ip")
 VPC_FIELDS = ("cidr", "mode", "state")
+# Fields NICs and rules are checked against when they are written: they may change only
+# while the network has none of them, or those would be left outside the network.
+ADDRESS_FIELDS = ("cidr", "gateway", "ip6_cidr", "ip6_gateway", "extension_ip")
 
 
 @dataclass(frozen=True)
@@ -116,9 +120,9 @@ _VPC_SELECT = (
 
 def apply_network(sql: Sql, spec: NetworkSpec) -> NetworkView:
     current = _network(sql, spec.id)
-    if spec.vpc_id is not None:
-        _check_tier(sql, spec)
     if current is None:
+        if spec.vpc_id is not None:
+            _check_tier(sql, spec)
         return _create_network(sql, spec)
     if (current.zone_id, current.vpc_id) != (spec.zone_id, spec.vpc_id):
         raise Conflict(
@@ -128,6 +132,11 @@ def apply_network(sql: Sql, spec: NetworkSpec) -> NetworkView:
     wanted = {name: getattr(spec, name) for name in NETWORK_FIELDS}
     if all(getattr(current, name) == value for name, value in wanted.items()):
         return current  # a replay: nothing to write
+    if spec.vpc_id is not None:
+        _check_tier(sql, spec)
+    changed = [name for name in ADDRESS_FIELDS if getattr(current, name) != wanted[name]]
+    if changed:
+        _check_addresses_free(sql, spec.id, changed[0])
     sql.run("UPDATE networks SET " + ", ".join(f"{name} = :{name}" for name in wanted)
             + ", updated_at = CURRENT_TIMESTAMP WHERE id = :id", id=spec.id, **wanted)
     return replace(current, **wanted)
@@ -166,8 +175,14 @@ def delete_network(session: Session, network_id: str) -> None:
     session.expire_all()  # the ORM must not serve the rows just deleted
 
 
-def get_network(session: Session, network_id: str) -> Network:
-    network = session.get(Network, network_id)
+def get_network(session: Session, network_id: str, *, lock: bool = False) -> Network:
+    """The network as an ORM object. `lock=True` for work that checks something against
+    its addresses and then writes (NICs, rules): on PostgreSQL the row is read FOR KEY
+    SHARE, so a concurrent change of the addresses (apply_network takes the row FOR
+    UPDATE first) waits for that work, or that work reads the changed addresses."""
+    lock_mode = {"read": True, "key_share": True} if lock else None
+    network = session.get(Network, network_id, with_for_update=lock_mode,
+                          populate_existing=lock)
     if network is None:
         raise NotFound(f"unknown network {network_id}")
     return network
@@ -207,9 +222,27 @@ def _create_network(sql: Sql, spec: NetworkSpec) -> NetworkView:
                        segment_id=segment.number, l3vni=l3vni, rt_asn=rt_asn)
 
 
+def _check_addresses_free(sql: Sql, network_id: str, field: str) -> None:
+    """Refuse to move a network's addresses from under its NICs and rules."""
+    # UPDATE, not NO KEY UPDATE: NIC writers read the row FOR KEY SHARE (get_network),
+    # and inserting a NIC or rule takes that lock too.
+    _lock(sql, "networks", network_id, strength="UPDATE")
+    row = sql.one(
+        "SELECT 1 FROM nics WHERE network_id = :id"
+        " UNION ALL SELECT 1 FROM static_nats WHERE network_id = :id"
+        " UNION ALL SELECT 1 FROM port_forwards WHERE network_id = :id"
+        " UNION ALL SELECT 1 FROM lb_backends WHERE network_id = :id LIMIT 1",
+        id=network_id)
+    if row is not None:
+        raise Conflict(f"network {network_id}: {field} cannot change while it has NICs or rules")
+
+
 def _check_tier(sql: Sql, spec: NetworkSpec) -> None:
     assert spec.vpc_id is not None
-    row = sql.one("SELECT zone_id, cidr FROM vpcs WHERE id = :id", id=spec.vpc_id)
+    # The VPC row is locked before its tiers are read: concurrent tier writes and the
+    # VPC's update or delete (which lock it too) take turns, so two tiers cannot overlap
+    # and a tier cannot appear in a VPC being deleted.
+    row = _lock(sql, "vpcs", spec.vpc_id, "zone_id, cidr")
     if row is None:
         raise NotFound(f"unknown VPC {spec.vpc_id}")
     if row[0] != spec.zone_id:
@@ -248,6 +281,7 @@ def apply_vpc(sql: Sql, spec: VpcSpec) -> VpcView:
     wanted = {name: getattr(spec, name) for name in VPC_FIELDS}
     if all(getattr(current, name) == value for name, value in wanted.items()):
         return current
+    _lock(sql, "vpcs", spec.id)  # see _check_tier
     _check_tiers_fit(sql, spec)
     sql.run("UPDATE vpcs SET cidr = :cidr, mode = :mode, state = :state,"
             " updated_at = CURRENT_TIMESTAMP WHERE id = :id", id=spec.id, **wanted)
@@ -267,7 +301,7 @@ def vpc_views(sql: Sql) -> list[VpcView]:
 
 def delete_vpc(session: Session, vpc_id: str) -> None:
     sql = Sql(session)
-    row = sql.one("SELECT routing_domain_id FROM vpcs WHERE id = :id", id=vpc_id)
+    row = _lock(sql, "vpcs", vpc_id, "routing_domain_id", strength="UPDATE")  # _check_tier
     if row is None:
         return
     tiers = [tier for (tier,) in sql.all(
@@ -313,6 +347,15 @@ def _check_tiers_fit(sql: Sql, spec: VpcSpec) -> None:
 # --- shared ----------------------------------------------------------------------------
 
 
+def _lock(sql: Sql, table: str, row_id: str, columns: str = "id", *,
+          strength: str = "NO KEY UPDATE") -> tuple[Any, ...] | None:
+    """Read a row, locked until the transaction ends on PostgreSQL (SQLite writers hold the
+    whole database already). NO KEY UPDATE makes writers of the row take turns and lets
+    foreign key checks of rows that point at it through; UPDATE stops those too."""
+    lock = f" FOR {strength}" if sql.postgres else ""
+    return sql.one(f"SELECT {columns} FROM {table} WHERE id = :id{lock}", id=row_id)
+
+
 def _resolve_physnet(sql: Sql, zone_id: str, ref: PhysnetRef) -> tuple[str, str, int]:
     """(id, isolation method, zone rt_asn): by id, else by name (CloudStack's details carry
     only `physicalnetworkname`), else the zone's only physical network."""
@@ -328,6 +371,10 @@ def _resolve_physnet(sql: Sql, zone_id: str, ref: PhysnetRef) -> tuple[str, str,
         return found[0][0], found[0][1], found[0][2]
     if sql.one("SELECT 1 FROM zones WHERE id = :id", id=zone_id) is None:
         raise NotFound(f"unknown zone {zone_id}")
+    if ref.id is None and ref.name is not None and found:
+        # The inventory refuses duplicate names in a zone; rows from before it did.
+        raise Conflict(f"physical network name {ref.name!r} is ambiguous in zone {zone_id}: "
+                       f"{found[0][0]} and {found[1][0]} have it; send physical_network_id")
     wanted = ref.id or ref.name
     if wanted is not None:
         raise NotFound(f"unknown physical network {wanted} in zone {zone_id}")

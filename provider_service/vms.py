@@ -254,7 +254,7 @@ def restore_network(session: Session, spec: RestoreSpec) -> tuple[NetworkService
     them (NICs applied one by one would collide half-way). Passwords are never re-sent:
     kept.
     """
-    network = get_network(session, spec.network_id)
+    network = get_network(session, spec.network_id, lock=True)  # see _upsert
     stored = {nic.mac: nic for nic in list_nics(session, spec.network_id, content=True)}
     # Each NIC gets the entries it can have (a lease needs an IPv4 address, a DNS entry a
     # host name): one odd VM must not fail the restart of the whole network.
@@ -305,7 +305,9 @@ def _upsert(
     session: Session, spec: NicSpec, *, dhcp: bool | None = None, dns: bool | None = None
 ) -> Nic:
     """Create or update the NIC; `dhcp`/`dns` set its entries (None: leave them)."""
-    network = get_network(session, spec.network_id)
+    # Locked: the NIC is checked against the network's addresses, which must not change
+    # before this transaction ends (tenancy.apply_network refuses once NICs exist).
+    network = get_network(session, spec.network_id, lock=True)
     nic = session.get(Nic, (spec.network_id, spec.mac))
     state = _checked_state(network, nic, spec, dhcp, dns)
     _check_unique(session, spec, state)

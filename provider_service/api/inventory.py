@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Blueprint
 from flask.typing import ResponseReturnValue
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from provider_service import device_state
 from provider_service import inventory as ops
 from provider_service import validation as v
 from provider_service.api.body import Body
@@ -16,8 +18,50 @@ from provider_service.api.openapi import list_of, operation
 from provider_service.app import db
 from provider_service.errors import BadRequest, NotFound
 from provider_service.models import Allocation, Device, NumberPool, PhysicalNetwork, Zone
+from provider_service.models.fabric import DEVICE_ROLES, ISOLATION_METHODS
 
 blueprint = Blueprint("inventory", __name__, url_prefix="/v1")
+
+# Column sizes (models/fabric.py): checked here, as PostgreSQL would refuse longer text
+# where SQLite stores it.
+MAX_NAME_CHARS = 255
+MAX_URL_CHARS = 255
+MAX_INTERFACE_CHARS = 15  # IFNAMSIZ - 1: a kernel limit
+
+
+def parse_label(value: object, field: str) -> str:
+    """A zone's or physical network's name: free text of at most MAX_NAME_CHARS."""
+    text = v.require_str(value, field)
+    if len(text) > MAX_NAME_CHARS:
+        raise BadRequest(f"{field}: {len(text)} characters is more than {MAX_NAME_CHARS}")
+    return text
+
+
+def parse_service_url(value: object, field: str) -> str:
+    """Where CloudStack's extension reaches this service: an http(s) URL with a host."""
+    text = v.require_str(value, field)
+    if len(text) > MAX_URL_CHARS:
+        raise BadRequest(f"{field}: {len(text)} characters is more than {MAX_URL_CHARS}")
+    # urlsplit drops tabs and newlines silently; the stored text must not keep them.
+    if not text.isprintable() or any(char.isspace() for char in text):
+        raise BadRequest(f"{field}: a URL has no spaces or control characters: {v.show(text)}")
+    try:
+        url = urlsplit(text)
+        _ = url.port  # raises ValueError for a port that is no number or out of range
+    except ValueError as exc:
+        raise BadRequest(f"{field}: not a URL: {v.show(text)}") from exc
+    if url.scheme.lower() not in ("http", "https") or not url.hostname:
+        raise BadRequest(f"{field}: expected an http:// or https:// URL with a host, "
+                         f"got {v.show(text)}")
+    return text
+
+
+def parse_interface(value: object, field: str) -> str:
+    text = v.parse_name(value, field)
+    if len(text) > MAX_INTERFACE_CHARS:
+        raise BadRequest(f"{field}: interface names are at most {MAX_INTERFACE_CHARS} "
+                         "characters (a kernel limit)")
+    return text
 
 
 # --- zones -----------------------------------------------------------------------------
@@ -26,7 +70,7 @@ blueprint = Blueprint("inventory", __name__, url_prefix="/v1")
 def parse_zone(zone_id: str, body: Body) -> ops.ZoneSpec:
     return ops.ZoneSpec(
         id=v.parse_id(zone_id, "zone_id"),
-        name=body.get("name", v.require_str, ""),
+        name=body.get("name", parse_label, ""),
         rt_asn=body.get("rt_asn", lambda x, f: v.parse_int(x, f, 1, 65535), 65000),
         asn_range=body.get(
             "asn_range", lambda x, f: v.parse_range(x, f, 1, v.MAX_ASN), ops.DEFAULT_ASN_RANGE
@@ -83,9 +127,9 @@ def parse_physical_network(physnet_id: str, body: Body) -> ops.PhysicalNetworkSp
     spec = ops.PhysicalNetworkSpec(
         id=v.parse_id(physnet_id, "physical_network_id"),
         zone_id=body.get("zone_id", v.parse_id),
-        name=body.get("name", v.require_str, ""),
+        name=body.get("name", parse_label, ""),
         isolation_method=body.get(
-            "isolation_method", lambda x, f: v.parse_choice(x, f, ("vxlan", "vlan")), "vxlan"
+            "isolation_method", lambda x, f: v.parse_choice(x, f, ISOLATION_METHODS), "vxlan"
         ),
         l2vni_range=body.get("l2vni_range", vni_range, ops.DEFAULT_L2VNI_RANGE),
         l3vni_range=body.get("l3vni_range", vni_range, ops.DEFAULT_L3VNI_RANGE),
@@ -93,7 +137,7 @@ def parse_physical_network(physnet_id: str, body: Body) -> ops.PhysicalNetworkSp
             "vlan_range", lambda x, f: v.parse_range(x, f, v.MIN_VLAN, v.MAX_VLAN),
             ops.DEFAULT_VLAN_RANGE,
         ),
-        service_url=body.get("service_url", v.require_str, ""),
+        service_url=body.get("service_url", parse_service_url, ""),
         token=body.get("token", v.require_str, None),
     )
     if v.ranges_overlap(spec.l2vni_range, spec.l3vni_range):
@@ -149,21 +193,18 @@ def parse_device(name: str, body: Body) -> ops.DeviceSpec:
 
     uplinks = tuple(
         ops.UplinkSpec(
-            interface=up.get("interface", v.parse_name),
+            interface=up.get("interface", parse_interface),
             peer_device=up.get("peer_device", v.parse_name, ""),
-            peer_interface=up.get("peer_interface", v.parse_name, ""),
+            peer_interface=up.get("peer_interface", parse_interface, ""),
         )
         for index, item in enumerate(body.items("uplinks"))
         for up in [Body.nested(item, ("interface", "peer_device", "peer_interface"),
                                f"uplinks[{index}]")]
     )
-    if any(len(up.interface) > 15 for up in uplinks):
-        raise BadRequest("uplinks: interface names are at most 15 characters (a kernel limit)")
     return ops.DeviceSpec(
         name=v.parse_name(name, "name"),
         zone_id=body.get("zone_id", v.parse_id),
-        role=body.get("role", lambda x, f: v.parse_choice(x, f, ("hypervisor", "leaf", "spine",
-                                                                  "softgate"))),
+        role=body.get("role", lambda x, f: v.parse_choice(x, f, DEVICE_ROLES)),
         loopback=body.get("loopback", ipv4),
         vtep_address=body.get("vtep_address", ipv4, ""),
         management_address=body.get("management_address", lambda x, f: str(v.parse_ip(x, f)), ""),
@@ -187,10 +228,7 @@ def list_devices() -> ResponseReturnValue:
 @blueprint.get("/devices/<name>")
 def get_device(name: str) -> ResponseReturnValue:
     with db().read() as s:
-        device = s.get(Device, name)
-        if device is None:
-            raise NotFound(f"unknown device {name}")
-        return device_json(device)
+        return device_json(device_state.get_device(s, name))
 
 
 @blueprint.delete("/devices/<name>")
@@ -225,34 +263,39 @@ _POOL = {"type": "object", "properties": {"range": _RANGE, "size": {"type": "int
                                            "used": {"type": "integer"}}}
 SCHEMAS: dict[str, Any] = {
     "ZoneSpec": {"type": "object", "additionalProperties": False, "properties": {
-        "name": {"type": "string"}, "rt_asn": {"type": "integer", "minimum": 1, "maximum": 65535},
+        "name": {"type": "string", "maxLength": MAX_NAME_CHARS},
+        "rt_asn": {"type": "integer", "minimum": 1, "maximum": 65535},
         "asn_range": _RANGE}},
     "Zone": {"type": "object", "properties": {
         "id": {"type": "string"}, "name": {"type": "string"}, "rt_asn": {"type": "integer"},
         "pools": {"type": "object", "additionalProperties": _POOL}}},
     "PhysicalNetworkSpec": {"type": "object", "additionalProperties": False,
                             "required": ["zone_id"], "properties": {
-        "zone_id": {"type": "string"}, "name": {"type": "string"},
-        "isolation_method": {"enum": ["vxlan", "vlan"]}, "l2vni_range": _RANGE,
-        "l3vni_range": _RANGE, "vlan_range": _RANGE, "service_url": {"type": "string"},
+        "zone_id": {"type": "string"}, "name": {"type": "string", "maxLength": MAX_NAME_CHARS,
+                                                "description": "unique in the zone"},
+        "isolation_method": {"enum": list(ISOLATION_METHODS)}, "l2vni_range": _RANGE,
+        "l3vni_range": _RANGE, "vlan_range": _RANGE,
+        "service_url": {"type": "string", "format": "uri", "maxLength": MAX_URL_CHARS,
+                        "description": "http:// or https://"},
         "token": {"type": "string", "description": "stored only as a SHA-256 digest"}}},
     "PhysicalNetwork": {"type": "object", "properties": {
         "id": {"type": "string"}, "zone_id": {"type": "string"}, "name": {"type": "string"},
-        "isolation_method": {"enum": ["vxlan", "vlan"]}, "service_url": {"type": "string"},
+        "isolation_method": {"enum": list(ISOLATION_METHODS)},
+        "service_url": {"type": "string"},
         "token_registered": {"type": "boolean"},
         "pools": {"type": "object", "additionalProperties": _POOL}}},
     "DeviceSpec": {"type": "object", "additionalProperties": False,
                    "required": ["zone_id", "role", "loopback"], "properties": {
-        "zone_id": {"type": "string"}, "role": {"enum": ["hypervisor", "leaf", "spine",
-                                                         "softgate"]},
+        "zone_id": {"type": "string"}, "role": {"enum": list(DEVICE_ROLES)},
         "loopback": {"type": "string", "format": "ipv4"},
         "vtep_address": {"type": "string", "format": "ipv4"},
         "management_address": {"type": "string"},
         "asn": {"type": "integer", "description": "fixed ASN; omit to allocate from the zone"},
         "uplinks": {"type": "array", "items": {"type": "object", "required": ["interface"],
                                                "properties": {
-            "interface": {"type": "string", "maxLength": 15},
-            "peer_device": {"type": "string"}, "peer_interface": {"type": "string"}}}}}},
+            "interface": {"type": "string", "maxLength": MAX_INTERFACE_CHARS},
+            "peer_device": {"type": "string"},
+            "peer_interface": {"type": "string", "maxLength": MAX_INTERFACE_CHARS}}}}}},
     "Device": {"type": "object", "properties": {
         "name": {"type": "string"}, "zone_id": {"type": "string"}, "role": {"type": "string"},
         "loopback": {"type": "string"}, "vtep_address": {"type": "string"},

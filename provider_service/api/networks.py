@@ -13,11 +13,12 @@ from provider_service.api.body import Body
 from provider_service.api.openapi import list_of, operation
 from provider_service.app import db
 from provider_service.errors import BadRequest
+from provider_service.models.tenancy import GUEST_TYPES, NETWORK_MODES
 from provider_service.sql import Sql
 
 blueprint = Blueprint("networks", __name__, url_prefix="/v1")
 
-_MODES = ("natted", "routed")
+MAX_STATE_CHARS = 32  # the state columns of vpcs and networks
 
 
 def _physnet_ref(body: Body) -> ops.PhysnetRef:
@@ -28,11 +29,14 @@ def _physnet_ref(body: Body) -> ops.PhysnetRef:
 
 
 def _mode(value: object, field: str) -> str:
-    return v.parse_choice(value, field, _MODES)
+    return v.parse_choice(value, field, NETWORK_MODES)
 
 
 def _state(value: object, field: str) -> str:
-    return v.parse_name(value, field).lower()
+    text = v.parse_name(value, field).lower()
+    if len(text) > MAX_STATE_CHARS:
+        raise BadRequest(f"{field}: {len(text)} characters is more than {MAX_STATE_CHARS}")
+    return text
 
 
 # --- VPCs ------------------------------------------------------------------------------
@@ -117,7 +121,7 @@ def parse_network(network_id: str, body: Body) -> ops.NetworkSpec:
         physnet=_physnet_ref(body),
         vpc_id=body.get("vpc_id", v.parse_id, None),
         guest_type=body.get(
-            "guest_type", lambda x, f: v.parse_choice(x, f, ("isolated", "shared", "l2")),
+            "guest_type", lambda x, f: v.parse_choice(x, f, GUEST_TYPES),
             "isolated",
         ),
         mode=body.get("mode", _mode, "natted"),
@@ -182,6 +186,7 @@ def network_json(network: ops.NetworkView) -> dict[str, Any]:
 
 # --- OpenAPI ---------------------------------------------------------------------------
 
+_STATE = {"type": "string", "maxLength": MAX_STATE_CHARS}
 _PHYSNET_REF = {
     "physical_network_id": {"type": "string"},
     "physical_network_name": {"type": "string",
@@ -190,23 +195,31 @@ _PHYSNET_REF = {
 SCHEMAS: dict[str, Any] = {
     "VpcSpec": {"type": "object", "additionalProperties": False, "required": ["zone_id", "cidr"],
                 "properties": {"zone_id": {"type": "string"}, "cidr": {"type": "string"},
-                               "mode": {"enum": list(_MODES)}, "state": {"type": "string"},
+                               "mode": {"enum": list(NETWORK_MODES)}, "state": _STATE,
                                **_PHYSNET_REF}},
     "Vpc": {"type": "object", "properties": {
         "id": {"type": "string"}, "zone_id": {"type": "string"},
         "physical_network_id": {"type": "string"}, "cidr": {"type": "string"},
-        "mode": {"type": "string"}, "state": {"type": "string"}, "l3vni": {"type": "integer"},
+        "mode": {"enum": list(NETWORK_MODES)}, "state": _STATE, "l3vni": {"type": "integer"},
         "route_target": {"type": "string"}}},
     "NetworkSpec": {"type": "object", "additionalProperties": False,
                     "required": ["zone_id", "cidr", "gateway"], "properties": {
         "zone_id": {"type": "string"}, "vpc_id": {"type": "string"},
-        "guest_type": {"enum": ["isolated", "shared", "l2"]}, "mode": {"enum": list(_MODES)},
+        "guest_type": {"enum": list(GUEST_TYPES)}, "mode": {"enum": list(NETWORK_MODES)},
         "cidr": {"type": "string"}, "gateway": {"type": "string"},
         "ip6_cidr": {"type": "string"}, "ip6_gateway": {"type": "string"},
-        "state": {"type": "string"}, "extension_ip": {"type": "string"}, **_PHYSNET_REF}},
+        "state": _STATE, "extension_ip": {"type": "string"}, **_PHYSNET_REF}},
     "Network": {"type": "object", "properties": {
         "id": {"type": "string"}, "zone_id": {"type": "string"},
+        "physical_network_id": {"type": "string"},
         "vpc_id": {"type": ["string", "null"]},
+        "guest_type": {"enum": list(GUEST_TYPES)}, "mode": {"enum": list(NETWORK_MODES)},
+        "cidr": {"type": "string", "examples": ["10.1.0.0/24"]},
+        "gateway": {"type": "string"},
+        "ip6_cidr": {"type": "string", "description": "empty when the network has no IPv6"},
+        "ip6_gateway": {"type": "string"},
+        "state": _STATE,
+        "extension_ip": {"type": "string", "description": "empty when CloudStack sent none"},
         "segment": {"type": "object", "properties": {"kind": {"enum": ["vni", "vlan"]},
                                                      "id": {"type": "integer"}}},
         "broadcast_domain_type": {"enum": ["Vxlan", "Vlan"]},

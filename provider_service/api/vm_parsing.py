@@ -51,6 +51,12 @@ _FILE_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # C0 controls but TAB, LF and CR, and DEL: no text a guest needs, and NUL cannot even be
 # stored in PostgreSQL text.
 _CONTROL_RE: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Metadata files are short values served line by line: C1 controls (NEL among them) and
+# the Unicode line and paragraph separators, which line splitters and YAML readers treat
+# as line breaks, are refused as well. User data keeps the plain rule: it is the tenant's
+# own script, handed to its own VM.
+_METADATA_CONTROL_RE: Final = re.compile(
+    r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
 _CHECKSUM_RE: Final = re.compile(r"[0-9a-f]{1,32}")
 
 
@@ -83,7 +89,16 @@ def dns_list(value: object, field: str) -> str:
 
 
 def content(value: object, field: str) -> str:
-    """VM data: UTF-8 text of at most 1 MiB, without control characters."""
+    """User data: UTF-8 text of at most 1 MiB, without C0 control characters."""
+    return _text(value, field, _CONTROL_RE)
+
+
+def metadata(value: object, field: str) -> str:
+    """Metadata: as user data, and without C1 controls or Unicode line separators."""
+    return _text(value, field, _METADATA_CONTROL_RE)
+
+
+def _text(value: object, field: str, control: re.Pattern[str]) -> str:
     text = v.require_str(value, field)
     try:
         size = len(text.encode("utf-8"))
@@ -91,7 +106,7 @@ def content(value: object, field: str) -> str:
         raise BadRequest(f"{field}: not valid UTF-8 text") from exc
     if size > MAX_CONTENT_BYTES:
         raise BadRequest(f"{field}: {size} bytes is more than {MAX_CONTENT_BYTES}")
-    bad = _CONTROL_RE.search(text)
+    bad = control.search(text)
     if bad is not None:
         raise BadRequest(f"{field}: control character U+{ord(bad.group()):04X} at offset "
                          f"{bad.start()}; only text is accepted")
@@ -99,10 +114,12 @@ def content(value: object, field: str) -> str:
 
 
 def password(value: object, field: str) -> str:
-    """One line: the password server keeps passwords in a line-oriented store."""
-    text = content(value, field)
-    if text == "" or "\n" in text or "\r" in text:
-        raise BadRequest(f"{field}: a password is one non-empty line")
+    """Printable characters without white space: the password server keeps passwords in a
+    line-oriented store, and guests read them as one word."""
+    text = metadata(value, field)
+    if text == "" or not text.isprintable() or any(char.isspace() for char in text):
+        raise BadRequest(f"{field}: a password is one or more printable characters without "
+                         "white space")
     return text
 
 
@@ -206,7 +223,9 @@ def _content_parser(directory: str, name: str) -> Callable[[Any, str], str]:
     if directory == PASSWORD_DIR:
         return _refuse(f"password holds only {PASSWORD_FILE} and {PASSWORD_CHECKSUM_FILE}, "
                        f"not {name}")
-    return content
+    if directory == USERDATA_DIR:
+        return content
+    return metadata
 
 
 def _checksum(value: object, field: str) -> str:
@@ -238,10 +257,12 @@ def parse_restore(network_id: str, body: Body) -> ops.RestoreSpec:
         raise BadRequest(f"vms: {len(values)} NICs is more than {MAX_RESTORE_NICS}")
     network_id = v.parse_id(network_id, "network_id")
     nics: list[ops.RestoreNic] = []
+    macs: set[str] = set()
     for index, value in enumerate(values):
         nic = _restore_nic(network_id, value, f"vms[{index}]")
-        if any(nic.nic.mac == other.nic.mac for other in nics):
+        if nic.nic.mac in macs:
             raise BadRequest(f"vms[{index}].mac: {nic.nic.mac} is listed twice")
+        macs.add(nic.nic.mac)
         nics.append(nic)
     return ops.RestoreSpec(
         network_id=network_id,

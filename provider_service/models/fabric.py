@@ -19,6 +19,7 @@ from provider_service.models.base import Base, Timestamped
 POOL_SPACES = {"l2vni": "vni", "l3vni": "vni", "vlan": "vlan", "asn": "asn"}
 ZONE_SCOPE = ""  # NumberPool.scope of zone-wide pools (ASNs)
 
+# The values the check constraints below allow; the API parses against these.
 ISOLATION_METHODS = ("vxlan", "vlan")
 DEVICE_ROLES = ("hypervisor", "leaf", "spine", "softgate")
 
@@ -76,10 +77,6 @@ class NumberPool(Base):
     cursor: Mapped[int] = mapped_column(BigInteger)  # next never-used candidate
 
     zone: Mapped[Zone] = relationship(back_populates="pools")
-
-    @property
-    def space(self) -> str:
-        return POOL_SPACES[self.purpose]
 
 
 class ReleasedNumber(Base):

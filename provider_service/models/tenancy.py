@@ -1,4 +1,9 @@
-"""The tenants' side: routing domains, VPCs, networks (isolated or VPC tier), public IPs."""
+"""The tenants' side: routing domains, VPCs, networks (isolated or VPC tier), public IPs.
+
+Relationships load lazily: the hot paths read numbers with plain SQL (tenancy.py), and a
+network or VPC loaded through the ORM can then be locked (FOR UPDATE) without outer
+joins, which PostgreSQL refuses to lock.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from provider_service.models.base import Base, Timestamped
 from provider_service.models.fabric import Allocation, PhysicalNetwork
 
+# The values the check constraints below allow; the API parses against these.
 NETWORK_MODES = ("natted", "routed")
 GUEST_TYPES = ("isolated", "shared", "l2")
 
@@ -30,11 +36,7 @@ class RoutingDomain(Base):
         ForeignKey("allocations.id", ondelete="RESTRICT"), unique=True
     )
 
-    l3vni_allocation: Mapped[Allocation] = relationship(lazy="joined")
-
-    @property
-    def l3vni(self) -> int:
-        return self.l3vni_allocation.number
+    l3vni_allocation: Mapped[Allocation] = relationship()
 
 
 class Vpc(Timestamped, Base):
@@ -53,8 +55,8 @@ class Vpc(Timestamped, Base):
         ForeignKey("routing_domains.id", ondelete="RESTRICT"), unique=True
     )
 
-    routing_domain: Mapped[RoutingDomain] = relationship(lazy="joined")
-    physical_network: Mapped[PhysicalNetwork] = relationship(lazy="joined")
+    routing_domain: Mapped[RoutingDomain] = relationship()
+    physical_network: Mapped[PhysicalNetwork] = relationship()
     tiers: Mapped[list[Network]] = relationship(back_populates="vpc", order_by="Network.id")
 
 
@@ -93,19 +95,10 @@ class Network(Timestamped, Base):
         ForeignKey("routing_domains.id", ondelete="RESTRICT"), index=True
     )
 
-    segment_allocation: Mapped[Allocation] = relationship(lazy="joined")
-    routing_domain: Mapped[RoutingDomain] = relationship(lazy="joined")
-    physical_network: Mapped[PhysicalNetwork] = relationship(lazy="joined")
+    segment_allocation: Mapped[Allocation] = relationship()
+    routing_domain: Mapped[RoutingDomain] = relationship()
+    physical_network: Mapped[PhysicalNetwork] = relationship()
     vpc: Mapped[Vpc | None] = relationship(back_populates="tiers")
-
-    @property
-    def segment_kind(self) -> str:
-        """'vni' or 'vlan': what segment_id is."""
-        return self.segment_allocation.space
-
-    @property
-    def segment_id(self) -> int:
-        return self.segment_allocation.number
 
 
 class PublicIp(Timestamped, Base):

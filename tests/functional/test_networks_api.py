@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from flask import Flask
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
+from provider_service import tenancy
+from provider_service.api.networks import SCHEMAS
+from provider_service.db import Database
+from provider_service.errors import NotFound
+from provider_service.models import PhysicalNetwork
+from provider_service.sql import Sql
+from provider_service.tenancy import NetworkSpec
 from tests.conftest import PHYSNET, ZONE, Api
+
+# Races only PostgreSQL can have: SQLite writers hold the whole database.
+POSTGRES_ONLY = pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 
 
 def isolated(cidr: str = "10.1.0.0/24", gateway: str = "10.1.0.1", **extra: Any) -> dict[str, Any]:
@@ -154,4 +171,242 @@ def test_unknown_route_and_bad_json_are_json_errors(api: Api) -> None:
     assert "Not Found" in api.fails("GET", "/v1/nothing-here", None, 404)
     response = api.client.put("/v1/zones/1", data="{not json", headers=api.headers)
     assert response.status_code == 400
-    assert response.get_json()["error"] == "the request body must be a JSON object"
+    assert response.get_json()["error"] == "the request body is not valid JSON"
+
+
+# --- stored as long as the columns allow, on both databases ------------------------------
+
+
+def test_state_fits_its_column(api: Api, zone: Any) -> None:
+    state = "s" * 32
+    assert api.ok("PUT", "/v1/networks/42", isolated(state=state))["state"] == state
+    assert api.ok("PUT", "/v1/vpcs/5", {"zone_id": ZONE, "cidr": "10.10.0.0/16",
+                                        "state": state})["state"] == state
+    assert "state: 33 characters is more than 32" in api.fails(
+        "PUT", "/v1/networks/43", isolated(state="s" * 33), 400)
+    assert "state: 33 characters is more than 32" in api.fails(
+        "PUT", "/v1/vpcs/6", {"zone_id": ZONE, "cidr": "10.10.0.0/16", "state": "s" * 33}, 400)
+    assert [n["id"] for n in api.ok("GET", "/v1/networks")] == ["42"]
+
+
+def test_answers_are_what_the_openapi_schemas_document(api: Api, zone: Any) -> None:
+    network = api.ok("PUT", "/v1/networks/42", isolated())
+    vpc = api.ok("PUT", "/v1/vpcs/5", {"zone_id": ZONE, "cidr": "10.10.0.0/16"})
+    assert set(network) == set(SCHEMAS["Network"]["properties"])
+    assert set(vpc) == set(SCHEMAS["Vpc"]["properties"])
+
+
+# --- addresses stay put under NICs and rules --------------------------------------------
+
+NET = "/v1/networks/42"
+IPS = f"/v1/zones/{ZONE}/public-ips"
+
+
+def _with_public_ip(api: Api) -> None:
+    api.ok("PUT", f"{IPS}/203.0.113.5", {"network_id": "42", "cidr": "203.0.113.5/24",
+                                          "gateway": "203.0.113.1"})
+
+
+def _nic(api: Api) -> None:
+    api.ok("PUT", f"{NET}/nics/02:00:0a:01:00:05", {"ip": "10.1.0.5"})
+
+
+def _static_nat(api: Api) -> None:
+    _with_public_ip(api)
+    api.ok("PUT", f"{IPS}/203.0.113.5/static-nat", {"network_id": "42", "private_ip": "10.1.0.8"})
+
+
+def _port_forward(api: Api) -> None:
+    _with_public_ip(api)
+    api.ok("PUT", f"{IPS}/203.0.113.5/port-forwards/tcp/80",
+           {"network_id": "42", "private_ip": "10.1.0.7", "private_port": "80"})
+
+
+def _lb_backend(api: Api) -> None:
+    _with_public_ip(api)
+    api.ok("PUT", f"{NET}/load-balancers", {"rules": [{
+        "id": 1, "name": "web", "publicIp": "203.0.113.5", "publicPort": 80,
+        "privatePort": 8080, "protocol": "tcp", "algorithm": "roundrobin",
+        "backends": [{"ip": "10.1.0.10", "port": 8080}]}]})
+
+
+@pytest.mark.parametrize("dependent", [_nic, _static_nat, _port_forward, _lb_backend])
+@pytest.mark.parametrize(("field", "change"), [
+    ("cidr", {"cidr": "10.1.0.0/23"}),  # even a wider one: CloudStack did not ask for it
+    ("gateway", {"gateway": "10.1.0.254"}),
+    ("ip6_cidr", {"ip6_cidr": "2001:db8:2::/64", "ip6_gateway": "2001:db8:2::1"}),
+    ("ip6_gateway", {"ip6_gateway": "2001:db8:1::2"}),
+    ("extension_ip", {"extension_ip": "10.1.0.3"}),
+])
+def test_addresses_cannot_change_under_nics_and_rules(
+    api: Api, zone: Any, dependent: Callable[[Api], None], field: str, change: dict[str, str]
+) -> None:
+    body = isolated(ip6_cidr="2001:db8:1::/64", ip6_gateway="2001:db8:1::1",
+                    extension_ip="10.1.0.2")
+    api.ok("PUT", NET, body)
+    dependent(api)
+    error = api.fails("PUT", NET, {**body, **change}, 409)
+    assert error == f"network 42: {field} cannot change while it has NICs or rules"
+    assert api.ok("GET", NET)["cidr"] == "10.1.0.0/24"
+    # What NICs and rules do not depend on still changes, and replays still answer.
+    assert api.ok("PUT", NET, {**body, "state": "shutdown"})["state"] == "shutdown"
+    assert api.ok("PUT", NET, {**body, "state": "shutdown"})["state"] == "shutdown"
+
+
+def test_addresses_change_freely_without_nics_and_rules(api: Api, zone: Any) -> None:
+    api.ok("PUT", NET, isolated())
+    _with_public_ip(api)  # a public IP is no guest address
+    moved = api.ok("PUT", NET, isolated("10.2.0.0/24", "10.2.0.1", extension_ip="10.2.0.2"))
+    assert (moved["cidr"], moved["gateway"], moved["extension_ip"]) == (
+        "10.2.0.0/24", "10.2.0.1", "10.2.0.2")
+
+
+# --- physical networks are named unambiguously ------------------------------------------
+
+
+def test_an_ambiguous_physical_network_name_is_refused(api: Api, zone: Any, app: Flask) -> None:
+    # The inventory API refuses a second "guest" (test_inventory_api); rows written before
+    # it did still have to resolve to one physical network or to a clear error.
+    def add_twin(session: Session) -> None:
+        session.add(PhysicalNetwork(id="300", zone_id=ZONE, name="guest"))
+
+    app.extensions["vxgate.db"].write(add_twin)
+    error = api.fails("PUT", NET, isolated(physical_network_name="guest"), 409)
+    assert error == ("physical network name 'guest' is ambiguous in zone 1: 200 and 300 have "
+                     "it; send physical_network_id")
+    assert api.ok("PUT", NET, isolated(physical_network_id=PHYSNET))["physical_network_id"] \
+        == PHYSNET
+
+
+# --- PostgreSQL races: VPC tiers -----------------------------------------------------------
+
+
+def _in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = call()
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def _wait_until_blocked(db: Database, thread: threading.Thread) -> None:
+    """Until `thread` waits for a lock another transaction holds (or is done: then it did
+    not wait, and the test's assertions tell what came of it)."""
+    deadline = time.monotonic() + 10
+    while thread.is_alive() and time.monotonic() < deadline:
+        with db.engine.connect() as connection:  # a new snapshot of pg_stat_activity
+            waiting = connection.scalar(text(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND wait_event_type = 'Lock'"))
+        if waiting:
+            return
+        time.sleep(0.01)
+
+
+def _finish(thread: threading.Thread, outcome: dict[str, Any]) -> Any:
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def _tier(tier_id: str, cidr: str, gateway: str, vpc_id: str = "5") -> NetworkSpec:
+    return NetworkSpec(id=tier_id, zone_id=ZONE, cidr=cidr, gateway=gateway, vpc_id=vpc_id)
+
+
+@POSTGRES_ONLY
+def test_overlapping_tiers_created_at_once_are_refused(api: Api, zone: Any, app: Flask) -> None:
+    api.ok("PUT", "/v1/vpcs/5", {"zone_id": ZONE, "cidr": "10.10.0.0/16"})
+    db: Database = app.extensions["vxgate.db"]
+    raw = db.engine.raw_connection()
+    try:
+        tenancy.apply_network(Sql(raw, postgres=True), _tier("51", "10.10.1.0/24", "10.10.1.1"))
+        thread, outcome = _in_thread(lambda: api.call(
+            "PUT", "/v1/networks/52", isolated("10.10.1.0/25", "10.10.1.2", vpc_id="5")))
+        _wait_until_blocked(db, thread)
+        raw.commit()
+    finally:
+        raw.close()
+    response = _finish(thread, outcome)
+    assert (response.status_code, response.get_json()) == (
+        400, {"error": "cidr: 10.10.1.0/25 overlaps tier 51 (10.10.1.0/24)"})
+    assert [n["id"] for n in api.ok("GET", "/v1/networks?vpc_id=5")] == ["51"]
+
+
+@POSTGRES_ONLY
+def test_a_tier_created_while_its_vpc_is_deleted_is_refused(
+    api: Api, zone: Any, app: Flask
+) -> None:
+    api.ok("PUT", "/v1/vpcs/5", {"zone_id": ZONE, "cidr": "10.10.0.0/16"})
+    db: Database = app.extensions["vxgate.db"]
+
+    def create_tier() -> tenancy.NetworkView:
+        # On a connection of its own, without Database's retries: the first attempt must
+        # see the VPC gone, not trip over the foreign key of a row deleted under it.
+        raw = db.engine.raw_connection()
+        try:
+            return tenancy.apply_network(Sql(raw, postgres=True),
+                                         _tier("51", "10.10.1.0/24", "10.10.1.1"))
+        finally:
+            raw.rollback()
+            raw.close()
+
+    with Session(db.engine) as session:
+        session.begin()
+        tenancy.delete_vpc(session, "5")
+        thread, outcome = _in_thread(create_tier)
+        _wait_until_blocked(db, thread)
+        session.commit()
+    with pytest.raises(NotFound, match=r"^unknown VPC 5$"):
+        _finish(thread, outcome)
+    assert api.fails("PUT", "/v1/networks/51",
+                     isolated("10.10.1.0/24", "10.10.1.1", vpc_id="5"), 404) == "unknown VPC 5"
+    assert api.ok("GET", "/v1/networks") == []
+    assert api.ok("GET", f"/v1/physical-networks/{PHYSNET}")["pools"]["l3vni"]["used"] == 0
+
+
+@POSTGRES_ONLY
+def test_a_vpc_deleted_while_a_tier_is_created_is_kept(api: Api, zone: Any, app: Flask) -> None:
+    api.ok("PUT", "/v1/vpcs/5", {"zone_id": ZONE, "cidr": "10.10.0.0/16"})
+    db: Database = app.extensions["vxgate.db"]
+    raw = db.engine.raw_connection()
+    try:
+        tenancy.apply_network(Sql(raw, postgres=True), _tier("51", "10.10.1.0/24", "10.10.1.1"))
+        thread, outcome = _in_thread(lambda: api.call("DELETE", "/v1/vpcs/5"))
+        _wait_until_blocked(db, thread)
+        raw.commit()
+    finally:
+        raw.close()
+    response = _finish(thread, outcome)
+    assert (response.status_code, response.get_json()) == (
+        409, {"error": "VPC 5 still has tiers: 51"})
+    assert api.ok("GET", "/v1/vpcs/5")["id"] == "5"
+
+
+@POSTGRES_ONLY
+def test_a_nic_written_while_the_cidr_changes_sees_the_new_cidr(
+    api: Api, zone: Any, app: Flask
+) -> None:
+    api.ok("PUT", NET, isolated())
+    db: Database = app.extensions["vxgate.db"]
+    raw = db.engine.raw_connection()
+    try:
+        moved = NetworkSpec(id="42", zone_id=ZONE, cidr="10.2.0.0/24", gateway="10.2.0.1")
+        tenancy.apply_network(Sql(raw, postgres=True), moved)  # no NICs yet: allowed
+        thread, outcome = _in_thread(lambda: api.call(
+            "PUT", f"{NET}/nics/02:00:0a:01:00:05", {"ip": "10.1.0.5"}))
+        _wait_until_blocked(db, thread)
+        raw.commit()
+    finally:
+        raw.close()
+    response = _finish(thread, outcome)
+    assert (response.status_code, response.get_json()) == (
+        400, {"error": "ip: 10.1.0.5 is outside 10.2.0.0/24"})
+    assert api.ok("GET", f"{NET}/nics") == []
