@@ -56,6 +56,8 @@ class NetworkSpec:
     extension_ip: str = ""
 
 
+# The state of a VPC tier CloudStack destroyed but whose VPC lives on (tombstone_tier).
+TOMBSTONE = "destroyed"
 # Columns a PUT may change; everything else is fixed at creation.
 NETWORK_FIELDS = ("guest_type", "mode", "cidr", "gateway", "ip6_cidr", "ip6_gateway", "state",
                   "extension_ip")
@@ -175,6 +177,24 @@ def delete_network(session: Session, network_id: str) -> None:
     session.expire_all()  # the ORM must not serve the rows just deleted
 
 
+def tombstone_tier(sql: Sql, network_id: str) -> None:
+    """A tier CloudStack destroyed, kept with its numbers until its VPC goes.
+
+    CloudStack sends destroy-network for a tier both when the tier is deleted and when its
+    VPC restarts (with network.rolling.restart=false), and the two payloads are alike;
+    after a restart no implement-network follows, and VMs keep running on the tier's VNI.
+    So a tier is only marked; a later implement revives it with the same numbers, and the
+    VPC's end (shutdown-vpc with vpc_state Inactive) or an audit releases it.
+    """
+    sql.run("UPDATE networks SET state = :gone, updated_at = CURRENT_TIMESTAMP"
+            " WHERE id = :id AND vpc_id IS NOT NULL", gone=TOMBSTONE, id=network_id)
+
+
+def mark_vpc(sql: Sql, vpc_id: str, state: str) -> None:
+    sql.run("UPDATE vpcs SET state = :state, updated_at = CURRENT_TIMESTAMP WHERE id = :id",
+            state=state, id=vpc_id)
+
+
 def get_network(session: Session, network_id: str, *, lock: bool = False) -> Network:
     """The network as an ORM object. `lock=True` for work that checks something against
     its addresses and then writes (NICs, rules): on PostgreSQL the row is read FOR KEY
@@ -250,8 +270,8 @@ def _check_tier(sql: Sql, spec: NetworkSpec) -> None:
     tier, vpc_cidr = ipaddress.ip_network(spec.cidr), ipaddress.ip_network(row[1])
     if not tier.subnet_of(vpc_cidr):  # type: ignore[arg-type]
         raise BadRequest(f"cidr: tier {tier} is outside VPC {spec.vpc_id}'s {vpc_cidr}")
-    others = sql.all("SELECT id, cidr FROM networks WHERE vpc_id = :vpc AND id <> :id",
-                     vpc=spec.vpc_id, id=spec.id)
+    others = sql.all("SELECT id, cidr FROM networks WHERE vpc_id = :vpc AND id <> :id"
+                     " AND state <> :gone", vpc=spec.vpc_id, id=spec.id, gone=TOMBSTONE)
     for other_id, other_cidr in others:
         if tier.overlaps(ipaddress.ip_network(other_cidr)):
             raise BadRequest(f"cidr: {tier} overlaps tier {other_id} ({other_cidr})")
@@ -304,10 +324,12 @@ def delete_vpc(session: Session, vpc_id: str) -> None:
     row = _lock(sql, "vpcs", vpc_id, "routing_domain_id", strength="UPDATE")  # _check_tier
     if row is None:
         return
-    tiers = [tier for (tier,) in sql.all(
-        "SELECT id FROM networks WHERE vpc_id = :id ORDER BY id", id=vpc_id)]
-    if tiers:
-        raise Conflict(f"VPC {vpc_id} still has tiers: {', '.join(tiers)}")
+    tiers = sql.all("SELECT id, state FROM networks WHERE vpc_id = :id ORDER BY id", id=vpc_id)
+    live = [tier for tier, state in tiers if state != TOMBSTONE]
+    if live:
+        raise Conflict(f"VPC {vpc_id} still has tiers: {', '.join(live)}")
+    for tier, _state in tiers:  # tombstones: their VNIs go with the VPC
+        delete_network(session, tier)
     sql.run("DELETE FROM vpcs WHERE id = :id", id=vpc_id)
     _delete_routing_domain(sql, row[0])
     session.expire_all()

@@ -61,7 +61,15 @@ def shutdown_network(session: Session, event: Event) -> None:
 
 
 def destroy_network(session: Session, event: Event) -> None:
-    tenancy.delete_network(session, event.text("network_id"))
+    """An isolated network's destroy-network comes only from deleteNetwork: release its
+    numbers. A tier's may come from a VPC restart as well: keep them (tombstone_tier)."""
+    network = session.get(Network, event.text("network_id"))
+    if network is None:
+        return
+    if network.vpc_id is None:
+        tenancy.delete_network(session, network.id)
+    else:
+        tenancy.tombstone_tier(Sql(session), network.id)
 
 
 def implement_vpc(session: Session, event: Event) -> None:
@@ -73,9 +81,14 @@ def implement_vpc(session: Session, event: Event) -> None:
 
 
 def shutdown_vpc(session: Session, event: Event) -> None:
-    """CloudStack never sends destroy-vpc (protocol.md §5): shutdown-vpc, after every
-    tier's destroy-network, is the VPC's end."""
-    tenancy.delete_vpc(session, event.text("vpc_id"))
+    """CloudStack never sends destroy-vpc (protocol.md §5). deleteVPC marks the VPC
+    Inactive, after all its tiers are deleted, and then sends shutdown-vpc: that is the
+    VPC's end. A restart with cleanup sends it with the VPC still Enabled: keep all."""
+    vpc_id = event.text("vpc_id")
+    if str(event.payload.get("vpc_state", "")).lower() == "inactive":
+        tenancy.delete_vpc(session, vpc_id)
+    else:
+        tenancy.mark_vpc(Sql(session), vpc_id, "shutdown")
 
 
 def _apply_network(session: Session, event: Event) -> tenancy.NetworkView:

@@ -152,7 +152,7 @@ def destroy_network(x: Case) -> Step:
     net = x.implemented()
     x.setup("assign-ip", cp.public_ip(net, x.ip(), True), net)
     x.vm(net)
-    return Step(cp.N(replace(net, state="destroy")), net, equal(404))
+    return Step(cp.N(replace(net, state="allocated")), net, equal(404))
 
 
 @case
@@ -165,8 +165,9 @@ def implement_vpc(x: Case) -> Step:
 
 @case
 def shutdown_vpc(x: Case) -> Step:
-    vpc = x.vpc(x.ip())
-    return Step(cp.V(vpc), vpc, equal({"vpc": 404, "public_ips": []}))
+    vpc = x.vpc(x.ip())  # deleteVPC: CloudStack marks the VPC Inactive first
+    return Step(cp.V(replace(vpc, state="Inactive")), vpc,
+                equal({"vpc": 404, "public_ips": []}))
 
 
 @case

@@ -161,7 +161,7 @@ def isolated_teardown(cs: CloudStack, net: Net, web: list[Nic]) -> None:
     for ip in (STATIC, FORWARD, BALANCER, SNAT):
         cs.ok("release-ip", cp.public_ip(net, ip, ip is SNAT), net)
     cs.ok("shutdown-network", cp.N(replace(net, state="shutdown")), net)
-    cs.ok("destroy-network", cp.N(replace(net, state="destroy")), net)
+    cs.ok("destroy-network", cp.N(replace(net, state="allocated")), net)
 
 
 def test_isolated_network_sequence_replay_and_teardown(service: Service, cs: CloudStack
@@ -248,9 +248,25 @@ def test_vpc_sequence_replay_and_teardown(service: Service, cs: CloudStack) -> N
     assert vpc_sequence(cs) == (tiers, vm)
     assert cp.recorded_state(service, ids, [VPC.id]) == state
 
-    for tier in tiers:  # shutdownVpc: destroy-network per tier, then shutdown-vpc
-        cs.ok("destroy-network", cp.N(replace(tier, state="destroy")), tier)
+    # restartVPC with cleanup (network.rolling.restart=false): destroy-network per tier and
+    # shutdown-vpc with the VPC still Enabled, then implement-vpc; no implement-network
+    # follows, and the VMs keep running on the tiers' VNIs. Nothing may be released.
+    for tier in tiers:
+        cs.ok("destroy-network", cp.N(tier), tier)
     cs.ok("shutdown-vpc", cp.V(VPC), VPC)
+    cs.ensure(VPC)
+    cs.ok("implement-vpc", {**cp.V(VPC), **cp.PIP(VPC_SNAT, True)}, VPC)
+    after = cp.recorded_state(service, ids, [VPC.id])
+    assert after["pools"] == state["pools"]
+    assert [after[f"network {t.id}"]["network"]["broadcast_uri"] for t in tiers] == [
+        state[f"network {t.id}"]["network"]["broadcast_uri"] for t in tiers]
+    assert after[f"vpc {VPC.id}"]["vpc"]["l3vni"] == state[f"vpc {VPC.id}"]["vpc"]["l3vni"]
+
+    # deleteVPC: every tier deleted first (destroy-network arrives with state allocated),
+    # then the VPC is marked Inactive and shutdown-vpc ends it.
+    for tier in tiers:
+        cs.ok("destroy-network", cp.N(replace(tier, state="allocated")), tier)
+    cs.ok("shutdown-vpc", cp.V(replace(VPC, state="Inactive")), VPC)
     gone(service, cp.recorded_state(service, ids, [VPC.id]))
     assert cs.stored == {}
 

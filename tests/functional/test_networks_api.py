@@ -410,3 +410,26 @@ def test_a_nic_written_while_the_cidr_changes_sees_the_new_cidr(
     assert (response.status_code, response.get_json()) == (
         400, {"error": "ip: 10.1.0.5 is outside 10.2.0.0/24"})
     assert api.ok("GET", f"{NET}/nics") == []
+
+
+def test_destroyed_tier_keeps_its_vni_until_its_vpc_goes(api: Api, zone: Any) -> None:
+    """CloudStack's destroy-network for a tier may be a VPC restart: keep the numbers."""
+    api.ok("PUT", "/v1/vpcs/5", {"zone_id": ZONE, "cidr": "10.10.0.0/16"})
+    tier = api.ok("PUT", "/v1/networks/51", isolated("10.10.1.0/24", "10.10.1.1", vpc_id="5"))
+    event = {"payload": {"network_id": "51", "zone_id": ZONE, "vpc_id": "5",
+                         "network_state": "allocated"}}
+    assert api.ok("POST", "/v1/cloudstack/destroy-network", event) == {"output": None}
+    kept = api.ok("GET", "/v1/networks/51")
+    assert (kept["state"], kept["broadcast_uri"]) == ("destroyed", tier["broadcast_uri"])
+    # Its CIDR is free for a new tier; its VNI is not.
+    new = api.ok("PUT", "/v1/networks/52", isolated("10.10.1.0/24", "10.10.1.1", vpc_id="5"))
+    assert new["segment"]["id"] != tier["segment"]["id"]
+    api.ok("DELETE", "/v1/networks/52", status=204)
+    restarted = {"payload": {"vpc_id": "5", "zone_id": ZONE, "vpc_state": "Enabled"}}
+    api.ok("POST", "/v1/cloudstack/shutdown-vpc", restarted)
+    assert api.ok("GET", "/v1/vpcs/5")["state"] == "shutdown"
+    deleted = {"payload": {"vpc_id": "5", "zone_id": ZONE, "vpc_state": "Inactive"}}
+    api.ok("POST", "/v1/cloudstack/shutdown-vpc", deleted)
+    api.fails("GET", "/v1/networks/51", None, 404)
+    pools = api.ok("GET", f"/v1/physical-networks/{PHYSNET}")["pools"]
+    assert pools["l2vni"]["used"] == pools["l3vni"]["used"] == 0
