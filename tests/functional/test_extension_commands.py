@@ -408,19 +408,10 @@ def assert_output_shape(command: str, output: str) -> None:
         assert output == "" or json.loads(output)["status"] == "success", output
 
 
-# PostgreSQL runs the commands that lock rows, allocate numbers or replace sets.
-POSTGRES_SUBSET = ("implement-network", "destroy-network", "implement-vpc",
-                   "update-vpc-source-nat-ip", "assign-ip", "add-static-nat",
-                   "add-port-forward", "apply-fw-rules", "apply-network-acl", "apply-lb-rules",
-                   "save-vm-data", "restore-network", "custom-action")
-
-
 @pytest.mark.parametrize("command", list(CASES))
 def test_command_through_the_entry_point_and_its_replay(
     service: Service, cs: CloudStack, command: str
 ) -> None:
-    if service.backend == "postgresql" and command not in POSTGRES_SUBSET:
-        pytest.skip("PostgreSQL runs a representative subset; SQLite runs every command")
     step = CASES[command](Case(cs, list(CASES).index(command)))
     code, output = cs.run(command, step.payload, step.on)
     assert code == 0, output
