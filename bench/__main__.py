@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from bench import extension, sysinfo, wrk_load
+from bench import extension, extension_report, sysinfo, wrk_load
 from bench.allocation import GOAL_P99_MS, GOAL_RATE, AllocationReport, render, run_allocation
 from bench.service import Service, ServiceError, reset_postgres_schema, running_service
 
@@ -91,7 +91,7 @@ def run_backend(backend: str, args: argparse.Namespace) -> AllocationReport:
 def run_extension(args: argparse.Namespace) -> bool:
     with running_service(workers=args.workers, threads=args.threads) as service:
         report = extension.run_extension(service, args.invocations)
-        print("\n".join(extension.render(report)), flush=True)
+        print("\n".join(extension_report.render(report)), flush=True)
     return report.ok
 
 

@@ -22,15 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-import pytest
-
-from bench.service import Service, reset_postgres_schema
+from bench.service import Service
 
 REPO = Path(__file__).resolve().parent.parent
 ENTRY_POINT = REPO / "plugin" / "vxgate_extension.py"
 TIMEOUT_ARG = "60"  # NEE's DEFAULT_SCRIPT_TIMEOUT_SECONDS
 RUN_LIMIT_S = 30.0  # CloudStack waits forever; a test must not
-POSTGRES_ENV = "VXGATE_TEST_POSTGRES_URL"
 ZONE, PHYSNET, PHYSNET_NAME = "1", "200", "guest"
 DNS_SERVERS = ("192.0.2.53", "192.0.2.54")
 Json = dict[str, Any]
@@ -484,24 +481,6 @@ def fake_service(answer: bytes | None) -> Iterator[tuple[str, list[bytes]]]:
 
 
 # --- the service side: seeding and the recorded state ----------------------------------
-
-
-def postgres_url_or_skip() -> str:
-    """VXGATE_TEST_POSTGRES_URL, emptied; skip without it, fail under CI (as
-    tests/functional/test_concurrency.py does)."""
-    url, reason = os.environ.get(POSTGRES_ENV, ""), ""
-    if not url:
-        reason = f"{POSTGRES_ENV} is not set (./quickstart test sets it)"
-    else:
-        try:
-            reset_postgres_schema(url)
-        except Exception as exc:  # any driver error means "no usable server"
-            reason = f"PostgreSQL at {POSTGRES_ENV} is unusable: {str(exc).splitlines()[0]}"
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the PostgreSQL tests: {reason}")
-        pytest.skip(reason)
-    return url
 
 
 def seed(service: Service) -> None:

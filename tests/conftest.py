@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,19 +38,16 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> str:
+def usable_postgres_url(prepare: Callable[[str], None]) -> str:
+    """VXGATE_TEST_POSTGRES_URL after `prepare` emptied it. Without a usable server the
+    test skips and says why; under CI it fails, because CI has one."""
     url = os.environ.get(POSTGRES_ENV, "")
     reason = ""
     if not url:
         reason = f"{POSTGRES_ENV} is not set (./quickstart test sets it)"
     else:
         try:
-            engine = create_engine(url)
-            with engine.begin() as connection:
-                connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
-            Base.metadata.create_all(engine)
-            engine.dispose()
+            prepare(url)
         except Exception as exc:  # any driver error means "no usable server"
             reason = f"PostgreSQL at {POSTGRES_ENV} is unusable: {str(exc).splitlines()[0]}"
     if reason:
@@ -58,6 +55,19 @@ def postgres_url() -> str:
             pytest.fail(f"CI must run the PostgreSQL tests: {reason}")
         pytest.skip(reason)
     return url
+
+
+def _schema_from_models(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    Base.metadata.create_all(engine)
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    return usable_postgres_url(_schema_from_models)
 
 
 def _truncate(url: str) -> None:

@@ -10,7 +10,6 @@ migrates it on start); without it the PostgreSQL half skips, and under CI it fai
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,34 +25,17 @@ from bench.allocation import (
 )
 from bench.load import ClientPool, Request, in_request_order
 from bench.service import Service, reset_postgres_schema, running_service
-from tests.conftest import POSTGRES_ENV
+from tests.conftest import usable_postgres_url
 
 CLIENTS = 8
 NETWORKS = CLIENTS * 50
 SAME_TIME_NETWORKS = 25  # each created by all clients at once
 
 
-def _postgres_url() -> str:
-    url = os.environ.get(POSTGRES_ENV, "")
-    reason = ""
-    if not url:
-        reason = f"{POSTGRES_ENV} is not set (./quickstart test sets it)"
-    else:
-        try:
-            reset_postgres_schema(url)
-        except Exception as exc:  # any driver error means "no usable server"
-            reason = f"PostgreSQL at {POSTGRES_ENV} is unusable: {str(exc).splitlines()[0]}"
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the PostgreSQL tests: {reason}")
-        pytest.skip(reason)
-    return url
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def service(request: pytest.FixtureRequest) -> Iterator[Service]:
     """A fresh gunicorn service with 2 workers on an empty database, seeded by the test."""
-    url = _postgres_url() if request.param == "postgres" else ""
+    url = usable_postgres_url(reset_postgres_schema) if request.param == "postgres" else ""
     with running_service(url, workers=2) as running:
         yield running
 

@@ -11,30 +11,16 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
 
-from bench.service import Service, free_port, running_service
+from bench.service import Service, free_port
 from provider_service.cloudstack.dispatch import COMMANDS
 from tests import cloudstack_payloads as cp
 from tests.cloudstack_payloads import CloudStack, Json, Net, Nic, PublicIp, Registration, Vpc
-
-
-@pytest.fixture(scope="module",
-                params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def service(request: pytest.FixtureRequest) -> Iterator[Service]:
-    url = cp.postgres_url_or_skip() if request.param == "postgres" else ""
-    with running_service(url, workers=2) as running:
-        cp.seed(running)
-        yield running
-
-
-@pytest.fixture
-def cs(service: Service) -> CloudStack:
-    return CloudStack(Registration.of(service))
 
 
 @dataclass(frozen=True)

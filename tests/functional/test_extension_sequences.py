@@ -12,32 +12,17 @@ the whole sequence must change nothing; the teardown must leave nothing behind.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-import pytest
-
-from bench.service import Service, running_service
+from bench.service import Service
 from tests import cloudstack_payloads as cp
-from tests.cloudstack_payloads import CloudStack, Json, Net, Nic, PublicIp, Registration, Vpc
+from tests.cloudstack_payloads import CloudStack, Json, Net, Nic, PublicIp, Vpc
 
 DOMAIN = "cs.lab"
 USERDATA = "#cloud-config\nwrite_files:\n - {path: /etc/motd, content: 'a=b & <c>'}\n"
 
 
-@pytest.fixture(scope="module",
-                params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def service(request: pytest.FixtureRequest) -> Iterator[Service]:
-    url = cp.postgres_url_or_skip() if request.param == "postgres" else ""
-    with running_service(url, workers=2) as running:
-        cp.seed(running)
-        yield running
-
-
-@pytest.fixture
-def cs(service: Service) -> CloudStack:
-    return CloudStack(Registration.of(service))
 
 
 def implement(cs: CloudStack, net: Net) -> Net:
