@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from provider_service import device_state
 from provider_service.db import Database
+from tests import races
 from tests.conftest import PHYSNET, ZONE, Api
 
 
@@ -321,7 +320,7 @@ def test_artifacts_stored_at_once_get_their_own_generations(
         session.flush()
         thread = threading.Thread(target=store_other, daemon=True)
         thread.start()
-        _wait_until_blocked(db, thread)
+        races.wait_until_blocked(db, thread)
         session.commit()
     thread.join(timeout=30)
     assert not thread.is_alive() and "error" not in outcome, outcome
@@ -332,14 +331,3 @@ def test_artifacts_stored_at_once_get_their_own_generations(
         "frr": 1, "nft": 2}
 
 
-def _wait_until_blocked(db: Database, thread: threading.Thread) -> None:
-    """Until `thread` waits for a lock another transaction holds (or is done)."""
-    deadline = time.monotonic() + 10
-    while thread.is_alive() and time.monotonic() < deadline:
-        with db.engine.connect() as connection:  # a new snapshot of pg_stat_activity
-            waiting = connection.scalar(text(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"))
-        if waiting:
-            return
-        time.sleep(0.01)

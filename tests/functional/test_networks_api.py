@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from provider_service import tenancy
@@ -19,6 +16,7 @@ from provider_service.errors import NotFound
 from provider_service.models import PhysicalNetwork
 from provider_service.sql import Sql
 from provider_service.tenancy import NetworkSpec
+from tests import races
 from tests.conftest import PHYSNET, ZONE, Api
 
 # Races only PostgreSQL can have: SQLite writers hold the whole database.
@@ -281,42 +279,6 @@ def test_an_ambiguous_physical_network_name_is_refused(api: Api, zone: Any, app:
 # --- PostgreSQL races: VPC tiers -----------------------------------------------------------
 
 
-def _in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = call()
-        except BaseException as exc:  # reported by the test, not lost in the thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome
-
-
-def _wait_until_blocked(db: Database, thread: threading.Thread) -> None:
-    """Until `thread` waits for a lock another transaction holds (or is done: then it did
-    not wait, and the test's assertions tell what came of it)."""
-    deadline = time.monotonic() + 10
-    while thread.is_alive() and time.monotonic() < deadline:
-        with db.engine.connect() as connection:  # a new snapshot of pg_stat_activity
-            waiting = connection.scalar(text(
-                "SELECT count(*) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND wait_event_type = 'Lock'"))
-        if waiting:
-            return
-        time.sleep(0.01)
-
-
-def _finish(thread: threading.Thread, outcome: dict[str, Any]) -> Any:
-    thread.join(timeout=30)
-    assert not thread.is_alive()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]
-
-
 def _tier(tier_id: str, cidr: str, gateway: str, vpc_id: str = "5") -> NetworkSpec:
     return NetworkSpec(id=tier_id, zone_id=ZONE, cidr=cidr, gateway=gateway, vpc_id=vpc_id)
 
@@ -328,13 +290,13 @@ def test_overlapping_tiers_created_at_once_are_refused(api: Api, zone: Any, app:
     raw = db.engine.raw_connection()
     try:
         tenancy.apply_network(Sql(raw, postgres=True), _tier("51", "10.10.1.0/24", "10.10.1.1"))
-        thread, outcome = _in_thread(lambda: api.call(
+        thread, outcome = races.in_thread(lambda: api.call(
             "PUT", "/v1/networks/52", isolated("10.10.1.0/25", "10.10.1.2", vpc_id="5")))
-        _wait_until_blocked(db, thread)
+        races.wait_until_blocked(db, thread)
         raw.commit()
     finally:
         raw.close()
-    response = _finish(thread, outcome)
+    response = races.finish(thread, outcome)
     assert (response.status_code, response.get_json()) == (
         400, {"error": "cidr: 10.10.1.0/25 overlaps tier 51 (10.10.1.0/24)"})
     assert [n["id"] for n in api.ok("GET", "/v1/networks?vpc_id=5")] == ["51"]
@@ -361,11 +323,11 @@ def test_a_tier_created_while_its_vpc_is_deleted_is_refused(
     with Session(db.engine) as session:
         session.begin()
         tenancy.delete_vpc(session, "5")
-        thread, outcome = _in_thread(create_tier)
-        _wait_until_blocked(db, thread)
+        thread, outcome = races.in_thread(create_tier)
+        races.wait_until_blocked(db, thread)
         session.commit()
     with pytest.raises(NotFound, match=r"^unknown VPC 5$"):
-        _finish(thread, outcome)
+        races.finish(thread, outcome)
     assert api.fails("PUT", "/v1/networks/51",
                      isolated("10.10.1.0/24", "10.10.1.1", vpc_id="5"), 404) == "unknown VPC 5"
     assert api.ok("GET", "/v1/networks") == []
@@ -379,12 +341,12 @@ def test_a_vpc_deleted_while_a_tier_is_created_is_kept(api: Api, zone: Any, app:
     raw = db.engine.raw_connection()
     try:
         tenancy.apply_network(Sql(raw, postgres=True), _tier("51", "10.10.1.0/24", "10.10.1.1"))
-        thread, outcome = _in_thread(lambda: api.call("DELETE", "/v1/vpcs/5"))
-        _wait_until_blocked(db, thread)
+        thread, outcome = races.in_thread(lambda: api.call("DELETE", "/v1/vpcs/5"))
+        races.wait_until_blocked(db, thread)
         raw.commit()
     finally:
         raw.close()
-    response = _finish(thread, outcome)
+    response = races.finish(thread, outcome)
     assert (response.status_code, response.get_json()) == (
         409, {"error": "VPC 5 still has tiers: 51"})
     assert api.ok("GET", "/v1/vpcs/5")["id"] == "5"
@@ -400,13 +362,13 @@ def test_a_nic_written_while_the_cidr_changes_sees_the_new_cidr(
     try:
         moved = NetworkSpec(id="42", zone_id=ZONE, cidr="10.2.0.0/24", gateway="10.2.0.1")
         tenancy.apply_network(Sql(raw, postgres=True), moved)  # no NICs yet: allowed
-        thread, outcome = _in_thread(lambda: api.call(
+        thread, outcome = races.in_thread(lambda: api.call(
             "PUT", f"{NET}/nics/02:00:0a:01:00:05", {"ip": "10.1.0.5"}))
-        _wait_until_blocked(db, thread)
+        races.wait_until_blocked(db, thread)
         raw.commit()
     finally:
         raw.close()
-    response = _finish(thread, outcome)
+    response = races.finish(thread, outcome)
     assert (response.status_code, response.get_json()) == (
         400, {"error": "ip: 10.1.0.5 is outside 10.2.0.0/24"})
     assert api.ok("GET", f"{NET}/nics") == []
