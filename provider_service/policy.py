@@ -26,17 +26,23 @@ from provider_service.models.rules import AclItem, FirewallRule, LbBackend, LbRu
 RowT = TypeVar("RowT", bound=Base)
 
 
-@dataclass(frozen=True)
-class FirewallRuleSpec:
-    rule_id: int
+@dataclass(frozen=True, kw_only=True)
+class TrafficMatchSpec:
+    """What firewall rules and ACL items both match (models.rules.TrafficMatch)."""
+
     direction: str
     protocol: str
     port_start: int | None = None
     port_end: int | None = None
     icmp_type: int | None = None
     icmp_code: int | None = None
-    public_ip: str | None = None  # ingress only
     source_cidrs: str = ""  # validated, comma-joined
+
+
+@dataclass(frozen=True, kw_only=True)
+class FirewallRuleSpec(TrafficMatchSpec):
+    rule_id: int
+    public_ip: str | None = None  # ingress only
     dest_cidrs: str = ""
 
 
@@ -48,17 +54,10 @@ class FirewallSpec:
     rules: tuple[FirewallRuleSpec, ...] = ()
 
 
-@dataclass(frozen=True)
-class AclItemSpec:
+@dataclass(frozen=True, kw_only=True)
+class AclItemSpec(TrafficMatchSpec):
     number: int
     action: str
-    direction: str
-    protocol: str
-    port_start: int | None = None
-    port_end: int | None = None
-    icmp_type: int | None = None
-    icmp_code: int | None = None
-    source_cidrs: str = ""
 
 
 @dataclass(frozen=True)

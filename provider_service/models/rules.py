@@ -101,7 +101,21 @@ class PortForward(Timestamped, Base):
     public_ip: Mapped[PublicIp] = relationship(lazy="joined")
 
 
-class FirewallRule(Timestamped, Base):
+class TrafficMatch:
+    """What a firewall rule and an ACL item both match: direction, protocol, ports or
+    ICMP type/code, source CIDRs. Their checks come from _port_checks()."""
+
+    direction: Mapped[str] = mapped_column(String(7))
+    # tcp, udp, icmp, all (and, for ACL items, an IP protocol number 0-255).
+    protocol: Mapped[str] = mapped_column(String(4))
+    port_start: Mapped[int | None] = mapped_column(Integer)
+    port_end: Mapped[int | None] = mapped_column(Integer)
+    icmp_type: Mapped[int | None] = mapped_column(Integer)
+    icmp_code: Mapped[int | None] = mapped_column(Integer)
+    source_cidrs: Mapped[str] = mapped_column(Text, default="")
+
+
+class FirewallRule(TrafficMatch, Timestamped, Base):
     """One rule of a network's firewall (apply-fw-rules), keyed by CloudStack's rule id."""
 
     __tablename__ = "firewall_rules"
@@ -119,22 +133,15 @@ class FirewallRule(Timestamped, Base):
         ForeignKey("networks.id", ondelete="CASCADE"), primary_key=True
     )
     rule_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    direction: Mapped[str] = mapped_column(String(7))
-    protocol: Mapped[str] = mapped_column(String(4))
-    port_start: Mapped[int | None] = mapped_column(Integer)
-    port_end: Mapped[int | None] = mapped_column(Integer)
-    icmp_type: Mapped[int | None] = mapped_column(Integer)
-    icmp_code: Mapped[int | None] = mapped_column(Integer)
     public_ip_id: Mapped[int | None] = mapped_column(
         ForeignKey("public_ips.id", ondelete="CASCADE"), index=True
     )
-    source_cidrs: Mapped[str] = mapped_column(Text, default="")
     dest_cidrs: Mapped[str] = mapped_column(Text, default="")
 
     public_ip: Mapped[PublicIp | None] = relationship(lazy="joined")
 
 
-class AclItem(Timestamped, Base):
+class AclItem(TrafficMatch, Timestamped, Base):
     """One item of a VPC tier's network ACL (apply-network-acl), keyed by its number."""
 
     __tablename__ = "acl_items"
@@ -149,14 +156,6 @@ class AclItem(Timestamped, Base):
     )
     number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     action: Mapped[str] = mapped_column(String(5))
-    direction: Mapped[str] = mapped_column(String(7))
-    # tcp, udp, icmp, all, or an IP protocol number 0-255 (CloudStack allows both).
-    protocol: Mapped[str] = mapped_column(String(4))
-    port_start: Mapped[int | None] = mapped_column(Integer)
-    port_end: Mapped[int | None] = mapped_column(Integer)
-    icmp_type: Mapped[int | None] = mapped_column(Integer)
-    icmp_code: Mapped[int | None] = mapped_column(Integer)
-    source_cidrs: Mapped[str] = mapped_column(Text, default="")
 
 
 class LbRule(Timestamped, Base):
