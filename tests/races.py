@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import text
 
 from provider_service.db import Database
+from provider_service.sql import Sql
 
 
 def in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
@@ -47,3 +48,17 @@ def finish(thread: threading.Thread, outcome: dict[str, Any]) -> Any:
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]
+
+
+def while_held(db: Database, hold: Callable[[Sql], object], contender: Callable[[], Any]) -> Any:
+    """Run `hold` in a transaction of its own, start `contender` in a thread, let it run
+    into that transaction's locks, commit, and return (or raise) what the contender got."""
+    raw = db.engine.raw_connection()
+    try:
+        hold(Sql(raw, postgres=True))
+        thread, outcome = in_thread(contender)
+        wait_until_blocked(db, thread)
+        raw.commit()
+    finally:
+        raw.close()
+    return finish(thread, outcome)

@@ -287,16 +287,10 @@ def _tier(tier_id: str, cidr: str, gateway: str, vpc_id: str = "5") -> NetworkSp
 def test_overlapping_tiers_created_at_once_are_refused(api: Api, zone: Any, app: Flask) -> None:
     api.ok("PUT", "/v1/vpcs/5", {"zone_id": ZONE, "cidr": "10.10.0.0/16"})
     db: Database = app.extensions["vxgate.db"]
-    raw = db.engine.raw_connection()
-    try:
-        tenancy.apply_network(Sql(raw, postgres=True), _tier("51", "10.10.1.0/24", "10.10.1.1"))
-        thread, outcome = races.in_thread(lambda: api.call(
-            "PUT", "/v1/networks/52", isolated("10.10.1.0/25", "10.10.1.2", vpc_id="5")))
-        races.wait_until_blocked(db, thread)
-        raw.commit()
-    finally:
-        raw.close()
-    response = races.finish(thread, outcome)
+    response = races.while_held(
+        db, lambda sql: tenancy.apply_network(sql, _tier("51", "10.10.1.0/24", "10.10.1.1")),
+        lambda: api.call("PUT", "/v1/networks/52",
+                         isolated("10.10.1.0/25", "10.10.1.2", vpc_id="5")))
     assert (response.status_code, response.get_json()) == (
         400, {"error": "cidr: 10.10.1.0/25 overlaps tier 51 (10.10.1.0/24)"})
     assert [n["id"] for n in api.ok("GET", "/v1/networks?vpc_id=5")] == ["51"]
@@ -338,15 +332,9 @@ def test_a_tier_created_while_its_vpc_is_deleted_is_refused(
 def test_a_vpc_deleted_while_a_tier_is_created_is_kept(api: Api, zone: Any, app: Flask) -> None:
     api.ok("PUT", "/v1/vpcs/5", {"zone_id": ZONE, "cidr": "10.10.0.0/16"})
     db: Database = app.extensions["vxgate.db"]
-    raw = db.engine.raw_connection()
-    try:
-        tenancy.apply_network(Sql(raw, postgres=True), _tier("51", "10.10.1.0/24", "10.10.1.1"))
-        thread, outcome = races.in_thread(lambda: api.call("DELETE", "/v1/vpcs/5"))
-        races.wait_until_blocked(db, thread)
-        raw.commit()
-    finally:
-        raw.close()
-    response = races.finish(thread, outcome)
+    response = races.while_held(
+        db, lambda sql: tenancy.apply_network(sql, _tier("51", "10.10.1.0/24", "10.10.1.1")),
+        lambda: api.call("DELETE", "/v1/vpcs/5"))
     assert (response.status_code, response.get_json()) == (
         409, {"error": "VPC 5 still has tiers: 51"})
     assert api.ok("GET", "/v1/vpcs/5")["id"] == "5"
@@ -358,17 +346,10 @@ def test_a_nic_written_while_the_cidr_changes_sees_the_new_cidr(
 ) -> None:
     api.ok("PUT", NET, isolated())
     db: Database = app.extensions["vxgate.db"]
-    raw = db.engine.raw_connection()
-    try:
-        moved = NetworkSpec(id="42", zone_id=ZONE, cidr="10.2.0.0/24", gateway="10.2.0.1")
-        tenancy.apply_network(Sql(raw, postgres=True), moved)  # no NICs yet: allowed
-        thread, outcome = races.in_thread(lambda: api.call(
-            "PUT", f"{NET}/nics/02:00:0a:01:00:05", {"ip": "10.1.0.5"}))
-        races.wait_until_blocked(db, thread)
-        raw.commit()
-    finally:
-        raw.close()
-    response = races.finish(thread, outcome)
+    moved = NetworkSpec(id="42", zone_id=ZONE, cidr="10.2.0.0/24", gateway="10.2.0.1")
+    response = races.while_held(
+        db, lambda sql: tenancy.apply_network(sql, moved),  # no NICs yet: allowed
+        lambda: api.call("PUT", f"{NET}/nics/02:00:0a:01:00:05", {"ip": "10.1.0.5"}))
     assert (response.status_code, response.get_json()) == (
         400, {"error": "ip: 10.1.0.5 is outside 10.2.0.0/24"})
     assert api.ok("GET", f"{NET}/nics") == []
