@@ -144,6 +144,10 @@ def apply_network(sql: Sql, spec: NetworkSpec) -> NetworkView:
     return replace(current, **wanted)
 
 
+def find_network(sql: Sql, network_id: str) -> NetworkView | None:
+    return _network(sql, network_id)
+
+
 def network_view(sql: Sql, network_id: str) -> NetworkView:
     view = _network(sql, network_id)
     if view is None:
@@ -306,6 +310,10 @@ def apply_vpc(sql: Sql, spec: VpcSpec) -> VpcView:
     sql.run("UPDATE vpcs SET cidr = :cidr, mode = :mode, state = :state,"
             " updated_at = CURRENT_TIMESTAMP WHERE id = :id", id=spec.id, **wanted)
     return replace(current, **wanted)
+
+
+def find_vpc(sql: Sql, vpc_id: str) -> VpcView | None:
+    return _vpc(sql, vpc_id)
 
 
 def vpc_view(sql: Sql, vpc_id: str) -> VpcView:

@@ -11,7 +11,7 @@ from provider_service import tenancy
 from provider_service.api.networks import network_json, parse_network, parse_vpc
 from provider_service.cloudstack import rules
 from provider_service.cloudstack.event import Event
-from provider_service.models import Network, Vpc
+from provider_service.models import Network
 from provider_service.sql import Sql
 
 # CloudStack network fields (addNetworkToPayload + DNS + extension IP) → our API fields.
@@ -30,15 +30,17 @@ def ensure_network_device(session: Session, event: Event) -> str:
     row whenever the text changes, and stores our output verbatim.
     """
     details: dict[str, Any] = {"provider": "vxgate", "zone_id": event.text("zone_id")}
+    # One query either way: this command precedes every other one.
     if event.has("network_id"):
         details["network_id"] = event.text("network_id")
-        if session.get(Network, details["network_id"]) is not None:
-            network = tenancy.network_view(Sql(session), details["network_id"])
+        network = tenancy.find_network(Sql(session), details["network_id"])
+        if network is not None:
             details["broadcast_uri"] = network_json(network)["broadcast_uri"]
     else:
         details["vpc_id"] = event.text("vpc_id")
-        if session.get(Vpc, details["vpc_id"]) is not None:
-            details["l3vni"] = tenancy.vpc_view(Sql(session), details["vpc_id"]).l3vni
+        vpc = tenancy.find_vpc(Sql(session), details["vpc_id"])
+        if vpc is not None:
+            details["l3vni"] = vpc.l3vni
     return json.dumps(details, separators=(",", ":"), sort_keys=True)
 
 
