@@ -25,6 +25,7 @@ PACKAGES=(
     nftables python3-nftables
     dnsmasq-base
     iproute2 iputils-ping
+    isc-dhcp-client conntrack  # the SoftGate tests: a real DHCP client; conntrack state
     postgresql
     curl ca-certificates procps util-linux
     wrk  # bench/: a load generator that leaves the CPU to the service
