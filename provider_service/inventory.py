@@ -15,7 +15,14 @@ from sqlalchemy.orm import Session
 
 from provider_service import allocation
 from provider_service.errors import BadRequest, Conflict, NotFound
-from provider_service.models import Device, DeviceUplink, NumberPool, PhysicalNetwork, Zone
+from provider_service.models import (
+    Device,
+    DeviceUplink,
+    NumberPool,
+    PhysicalNetwork,
+    UpstreamPeer,
+    Zone,
+)
 from provider_service.models.fabric import POOL_SPACES, ZONE_SCOPE
 from provider_service.sql import Sql
 
@@ -58,6 +65,13 @@ class UplinkSpec:
 
 
 @dataclass(frozen=True)
+class UpstreamPeerSpec:
+    address: str
+    remote_asn: int
+    bfd: bool = True
+
+
+@dataclass(frozen=True)
 class DeviceSpec:
     name: str
     zone_id: str
@@ -67,6 +81,9 @@ class DeviceSpec:
     management_address: str = ""
     fixed_asn: int | None = None
     uplinks: tuple[UplinkSpec, ...] = field(default_factory=tuple)
+    vrf_backend: str = "netns"
+    vtep: bool = False
+    upstream_peers: tuple[UpstreamPeerSpec, ...] = field(default_factory=tuple)
 
 
 def apply_zone(session: Session, spec: ZoneSpec) -> Zone:
@@ -183,8 +200,10 @@ def apply_device(session: Session, spec: DeviceSpec) -> Device:
     device.loopback = spec.loopback
     device.vtep_address = spec.vtep_address or spec.loopback
     device.management_address = spec.management_address
+    device.vrf_backend, device.vtep = spec.vrf_backend, spec.vtep
     _apply_asn(session, device, spec.fixed_asn)
     _apply_uplinks(device, spec.uplinks)
+    _apply_upstream_peers(device, spec.upstream_peers)
     session.flush()
     return device
 
@@ -224,3 +243,15 @@ def _apply_uplinks(device: Device, uplinks: tuple[UplinkSpec, ...]) -> None:
             link = DeviceUplink(interface=name)
             device.uplinks.append(link)
         link.peer_device, link.peer_interface = uplink.peer_device, uplink.peer_interface
+
+
+def _apply_upstream_peers(device: Device, peers: tuple[UpstreamPeerSpec, ...]) -> None:
+    wanted = {peer.address: peer for peer in peers}
+    device.upstream_peers = [p for p in device.upstream_peers if p.address in wanted]
+    have = {peer.address: peer for peer in device.upstream_peers}
+    for address, spec in wanted.items():
+        peer = have.get(address)
+        if peer is None:
+            peer = UpstreamPeer(address=address)
+            device.upstream_peers.append(peer)
+        peer.remote_asn, peer.bfd = spec.remote_asn, spec.bfd

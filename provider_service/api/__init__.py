@@ -7,6 +7,7 @@ from flask import Flask
 from provider_service.api import (
     cloudstack,
     device_state,
+    direct_connect,
     inventory,
     networks,
     openapi,
@@ -20,6 +21,7 @@ BLUEPRINTS = (
     rules.blueprint,
     vms.blueprint,
     device_state.blueprint,
+    direct_connect.blueprint,
     cloudstack.blueprint,
     openapi.blueprint,
 )

@@ -14,6 +14,8 @@ from provider_service.api.body import Body
 from provider_service.api.openapi import operation
 from provider_service.app import db
 from provider_service.errors import BadRequest
+from provider_service.frr_intent import compile_frr_intent
+from provider_service.frr_render import ARTIFACT, render_frr
 from provider_service.models import DeviceConfig, ObjectStatus
 from provider_service.models.device_state import OBJECT_STATES
 
@@ -81,15 +83,22 @@ def put_artifact(name: str, artifact: str) -> ResponseReturnValue:
 
 @blueprint.get("/devices/<name>/config")
 def get_config(name: str) -> ResponseReturnValue:
+    """Renders the device's artifacts from the current desired state first: an artifact
+    whose text changed gets a new generation, one that did not keeps its own."""
     since = v.parse_int(request.args.get("since", "0"), "since", 0, 2**62)
-    with db().read() as session:
-        device = ops.get_device(session, name)
+
+    def work(session: Any) -> dict[str, Any]:
+        device = ops.get_device(session, name, lock=True)
+        ops.store_artifact(session, device, ARTIFACT,
+                           render_frr(compile_frr_intent(session, device)))
         return {
             "device": name,
             "generation": device.config_generation,
             "artifacts": {a.artifact: artifact_json(a)
                           for a in ops.artifacts_since(session, device, since)},
         }
+
+    return db().write(work)
 
 
 @blueprint.put("/devices/<name>/status")
@@ -146,7 +155,8 @@ SCHEMAS: dict[str, Any] = {
 }
 PATHS: dict[str, Any] = {
     "/v1/devices/{name}/config": {
-        "get": operation("Artifacts changed after generation `since` (default 0: all)",
+        "get": operation("Render the device's configs (frr.conf), then return the artifacts "
+                         "changed after generation `since` (default 0: all)",
                          response="DeviceConfig", errors=(400, 404)),
     },
     "/v1/devices/{name}/config/{artifact}": {

@@ -18,7 +18,7 @@ from provider_service.api.openapi import list_of, operation
 from provider_service.app import db
 from provider_service.errors import BadRequest, NotFound
 from provider_service.models import Allocation, Device, NumberPool, PhysicalNetwork, Zone
-from provider_service.models.fabric import DEVICE_ROLES, ISOLATION_METHODS
+from provider_service.models.fabric import DEVICE_ROLES, ISOLATION_METHODS, VRF_BACKENDS
 
 blueprint = Blueprint("inventory", __name__, url_prefix="/v1")
 
@@ -184,6 +184,7 @@ def physnet_json(session: Session, physnet: PhysicalNetwork) -> dict[str, Any]:
 
 _DEVICE_FIELDS = (
     "zone_id", "role", "loopback", "vtep_address", "management_address", "asn", "uplinks",
+    "vrf_backend", "vtep", "upstream_peers",
 )
 
 
@@ -201,15 +202,36 @@ def parse_device(name: str, body: Body) -> ops.DeviceSpec:
         for up in [Body.nested(item, ("interface", "peer_device", "peer_interface"),
                                f"uplinks[{index}]")]
     )
+    role = body.get("role", lambda x, f: v.parse_choice(x, f, DEVICE_ROLES))
+    peers = tuple(parse_upstream_peer(item, index)
+                  for index, item in enumerate(body.items("upstream_peers")))
+    if peers and role != "softgate":
+        raise BadRequest("upstream_peers: only SoftGates peer with upstream routers")
+    if len({peer.address for peer in peers}) < len(peers):
+        raise BadRequest("upstream_peers: an address is listed twice")
     return ops.DeviceSpec(
         name=v.parse_name(name, "name"),
         zone_id=body.get("zone_id", v.parse_id),
-        role=body.get("role", lambda x, f: v.parse_choice(x, f, DEVICE_ROLES)),
+        role=role,
         loopback=body.get("loopback", ipv4),
         vtep_address=body.get("vtep_address", ipv4, ""),
         management_address=body.get("management_address", lambda x, f: str(v.parse_ip(x, f)), ""),
         fixed_asn=body.get("asn", lambda x, f: v.parse_int(x, f, 1, v.MAX_ASN), None),
         uplinks=uplinks,
+        vrf_backend=body.get(
+            "vrf_backend", lambda x, f: v.parse_choice(x, f, VRF_BACKENDS), "netns"
+        ),
+        vtep=body.get("vtep", v.parse_bool, False),
+        upstream_peers=peers,
+    )
+
+
+def parse_upstream_peer(item: object, index: int) -> ops.UpstreamPeerSpec:
+    peer = Body.nested(item, ("address", "remote_asn", "bfd"), f"upstream_peers[{index}]")
+    return ops.UpstreamPeerSpec(
+        address=peer.get("address", lambda x, f: str(v.parse_ip(x, f, version=4))),
+        remote_asn=peer.get("remote_asn", lambda x, f: v.parse_int(x, f, 1, v.MAX_ASN)),
+        bfd=peer.get("bfd", v.parse_bool, True),
     )
 
 
@@ -248,6 +270,12 @@ def device_json(device: Device) -> dict[str, Any]:
         "asn": device.asn,
         "asn_allocated": device.fixed_asn is None,
         "config_generation": device.config_generation,
+        "vrf_backend": device.vrf_backend,
+        "vtep": device.vtep,
+        "upstream_peers": [
+            {"address": peer.address, "remote_asn": peer.remote_asn, "bfd": peer.bfd}
+            for peer in device.upstream_peers
+        ],
         "uplinks": [
             {"interface": up.interface, "peer_device": up.peer_device,
              "peer_interface": up.peer_interface}
@@ -295,12 +323,22 @@ SCHEMAS: dict[str, Any] = {
                                                "properties": {
             "interface": {"type": "string", "maxLength": MAX_INTERFACE_CHARS},
             "peer_device": {"type": "string"},
-            "peer_interface": {"type": "string", "maxLength": MAX_INTERFACE_CHARS}}}}}},
+            "peer_interface": {"type": "string", "maxLength": MAX_INTERFACE_CHARS}}}},
+        "vrf_backend": {"enum": list(VRF_BACKENDS), "description":
+                        "routing domains as kernel VRF devices, or as network namespaces "
+                        "(FRR's netns VRF backend) where the kernel has no VRF"},
+        "vtep": {"type": "boolean", "description": "a leaf that maps port VLANs to VNIs"},
+        "upstream_peers": {"type": "array", "description": "SoftGates only", "items": {
+            "type": "object", "required": ["address", "remote_asn"], "properties": {
+                "address": {"type": "string", "format": "ipv4"},
+                "remote_asn": {"type": "integer"}, "bfd": {"type": "boolean"}}}}}},
     "Device": {"type": "object", "properties": {
         "name": {"type": "string"}, "zone_id": {"type": "string"}, "role": {"type": "string"},
         "loopback": {"type": "string"}, "vtep_address": {"type": "string"},
         "management_address": {"type": "string"}, "asn": {"type": "integer"},
         "asn_allocated": {"type": "boolean"}, "config_generation": {"type": "integer"},
+        "vrf_backend": {"enum": list(VRF_BACKENDS)}, "vtep": {"type": "boolean"},
+        "upstream_peers": {"type": "array", "items": {"type": "object"}},
         "uplinks": {"type": "array", "items": {"type": "object"}}}},
 }
 PATHS: dict[str, Any] = {

@@ -10,9 +10,16 @@ from provider_service.models.fabric import (
     NumberPool,
     PhysicalNetwork,
     ReleasedNumber,
+    UpstreamPeer,
     Zone,
 )
-from provider_service.models.tenancy import Network, PublicIp, RoutingDomain, Vpc
+from provider_service.models.tenancy import (
+    DirectConnectPort,
+    Network,
+    PublicIp,
+    RoutingDomain,
+    Vpc,
+)
 
 __all__ = [
     "Allocation",
@@ -20,6 +27,7 @@ __all__ = [
     "Device",
     "DeviceConfig",
     "DeviceUplink",
+    "DirectConnectPort",
     "Network",
     "NumberPool",
     "ObjectStatus",
@@ -27,6 +35,7 @@ __all__ = [
     "PublicIp",
     "ReleasedNumber",
     "RoutingDomain",
+    "UpstreamPeer",
     "Vpc",
     "Zone",
 ]

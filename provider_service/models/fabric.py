@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Integer,
@@ -22,6 +23,10 @@ ZONE_SCOPE = ""  # NumberPool.scope of zone-wide pools (ASNs)
 # The values the check constraints below allow; the API parses against these.
 ISOLATION_METHODS = ("vxlan", "vlan")
 DEVICE_ROLES = ("hypervisor", "leaf", "spine", "softgate")
+# How a device realises a routing domain: a kernel VRF device (production hosts), or a
+# network namespace that FRR's netns VRF backend (zebra -n) manages, for kernels built
+# without CONFIG_NET_VRF. The names are the same either way.
+VRF_BACKENDS = ("netns", "vrf")
 
 
 class Zone(Timestamped, Base):
@@ -108,6 +113,7 @@ class Device(Timestamped, Base):
     __tablename__ = "devices"
     __table_args__ = (
         CheckConstraint("role IN ('hypervisor', 'leaf', 'spine', 'softgate')", name="role"),
+        CheckConstraint("vrf_backend IN ('netns', 'vrf')", name="vrf_backend"),
     )
 
     name: Mapped[str] = mapped_column(String(63), primary_key=True)
@@ -122,6 +128,10 @@ class Device(Timestamped, Base):
         ForeignKey("allocations.id", ondelete="RESTRICT"), unique=True
     )
     fixed_asn: Mapped[int | None] = mapped_column(BigInteger)
+    vrf_backend: Mapped[str] = mapped_column(String(8), default="netns")
+    # A leaf that is also a VTEP: it maps VLANs on its ports to VNIs (direct connect).
+    # Hypervisors and SoftGates are VTEPs by role.
+    vtep: Mapped[bool] = mapped_column(Boolean, default=False)
     token_sha256: Mapped[str] = mapped_column(String(64), default="")
     # Bumped whenever any of the device's rendered artifacts changes.
     config_generation: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -129,6 +139,9 @@ class Device(Timestamped, Base):
     asn_allocation: Mapped[Allocation | None] = relationship(lazy="joined")
     uplinks: Mapped[list[DeviceUplink]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", order_by="DeviceUplink.interface"
+    )
+    upstream_peers: Mapped[list[UpstreamPeer]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", order_by="UpstreamPeer.address"
     )
 
     @property
@@ -150,3 +163,16 @@ class DeviceUplink(Base):
     interface: Mapped[str] = mapped_column(String(15), primary_key=True)
     peer_device: Mapped[str] = mapped_column(String(63), default="")
     peer_interface: Mapped[str] = mapped_column(String(15), default="")
+
+
+class UpstreamPeer(Base):
+    """An eBGP session from a SoftGate to a router of the provider's upstream network."""
+
+    __tablename__ = "upstream_peers"
+
+    device_name: Mapped[str] = mapped_column(
+        ForeignKey("devices.name", ondelete="CASCADE"), primary_key=True
+    )
+    address: Mapped[str] = mapped_column(String(45), primary_key=True)
+    remote_asn: Mapped[int] = mapped_column(BigInteger)
+    bfd: Mapped[bool] = mapped_column(Boolean, default=True)

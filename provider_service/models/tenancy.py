@@ -125,3 +125,20 @@ class PublicIp(Timestamped, Base):
     vpc_id: Mapped[str | None] = mapped_column(
         ForeignKey("vpcs.id", ondelete="CASCADE"), index=True
     )
+
+
+class DirectConnectPort(Base):
+    """A VLAN on a VTEP leaf's switch port mapped to a network's segment (direct connect):
+    bare-metal hosts behind the port join the network."""
+
+    __tablename__ = "direct_connect_ports"
+    __table_args__ = (CheckConstraint("vlan BETWEEN 1 AND 4094", name="vlan"),)
+
+    device_name: Mapped[str] = mapped_column(
+        ForeignKey("devices.name", ondelete="CASCADE"), primary_key=True
+    )
+    interface: Mapped[str] = mapped_column(String(15), primary_key=True)
+    vlan: Mapped[int] = mapped_column(Integer, primary_key=True)
+    network_id: Mapped[str] = mapped_column(
+        ForeignKey("networks.id", ondelete="CASCADE"), index=True
+    )

@@ -1,0 +1,265 @@
+"""A fabric of network namespaces with real FRR per node, built the way ../shared/lab does.
+
+Safe beside anything else: every namespace carries a per-run prefix, no veth has an end in
+the root namespace, and a run records each namespace and daemon it creates under its
+state directory. `down()` removes exactly those, also for a crashed run (`reap_stale`):
+daemons are killed by the PID in their own pid file, and only after /proc confirms the
+process was started with that pid file; namespaces are deleted by recorded name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+STATE_ROOT = Path("/run/vxgate-sim")
+FRR_DIR = Path("/usr/lib/frr")
+FRR_RELOAD = FRR_DIR / "frr-reload.py"
+DAEMONS = ("zebra", "bgpd", "bfdd")
+# Each new namespace starts from kernel defaults, not the root's (lab FINDINGS, gotcha 1):
+# no DAD (slow link-locals delay unnumbered BGP), bridged frames kept out of netfilter.
+NAMESPACE_SYSCTLS = (
+    "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
+    "net.bridge.bridge-nf-call-iptables=0", "net.bridge.bridge-nf-call-ip6tables=0",
+    "net.bridge.bridge-nf-call-arptables=0",
+)
+ROUTER_SYSCTLS = (
+    "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1",
+    "net.ipv6.conf.default.forwarding=1",
+)
+_runs = itertools.count(1)
+
+
+class FabricError(RuntimeError):
+    pass
+
+
+def missing_prerequisites() -> str:
+    """Why a fabric cannot run here, or "" if it can."""
+    if os.geteuid() != 0:
+        return "needs root (network namespaces, mounts)"
+    for tool in (FRR_DIR / "zebra", FRR_DIR / "bgpd", FRR_DIR / "bfdd", FRR_RELOAD):
+        if not tool.exists():
+            return f"{tool} is missing (Debian packages frr, frr-pythontools)"
+    for command in ("ip", "vtysh", "nsenter", "unshare", "mount"):
+        if shutil.which(command) is None:
+            return f"{command} is not installed"
+    return ""
+
+
+def run(argv: Sequence[str], *, input: str | None = None, check: bool = True,
+        timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(list(argv), input=input, capture_output=True, text=True,
+                            timeout=timeout, check=False)
+    if check and result.returncode != 0:
+        raise FabricError(f"{' '.join(argv)}: exit {result.returncode}: "
+                          f"{(result.stderr or result.stdout).strip()}")
+    return result
+
+
+def wait_until(what: str, condition: Callable[[], bool], timeout: float = 30,
+               interval: float = 0.1) -> float:
+    """Poll until `condition()` holds; returns the seconds it took."""
+    start = time.monotonic()
+    while True:
+        if condition():
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise FabricError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+class Fabric:
+    """Namespaces, veths and FRR instances of one run."""
+
+    def __init__(self, state_root: Path = STATE_ROOT) -> None:
+        reap_stale(state_root)
+        self.prefix = f"vxs{os.getpid()}n{next(_runs)}-"
+        self.dir = state_root / self.prefix.rstrip("-")
+        self.dir.mkdir(parents=True)
+        (self.dir / "owner").write_text(f"{os.getpid()}\n")
+        self._namespaces: list[str] = []
+
+    # --- namespaces and links ----------------------------------------------------------
+
+    def ns(self, node: str) -> str:
+        """The global name of a node's namespace."""
+        return self.prefix + node
+
+    def add_node(self, node: str, *, router: bool = True) -> str:
+        name = self.ns(node)
+        run(["ip", "netns", "add", name])
+        self._namespaces.append(name)
+        with (self.dir / "netns.list").open("a") as listing:
+            listing.write(name + "\n")
+        run(["ip", "-n", name, "link", "set", "lo", "up"])
+        sysctls = NAMESPACE_SYSCTLS + (ROUTER_SYSCTLS if router else ())
+        self.exec(node, "sysctl", "-qw", *sysctls)
+        return name
+
+    def exec(self, node: str, *argv: str, check: bool = True,
+             input: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        return run(["ip", "netns", "exec", self.ns(node), *argv], check=check, input=input,
+                   timeout=timeout)
+
+    def ip(self, node: str, *args: str) -> str:
+        return run(["ip", "-n", self.ns(node), *args]).stdout
+
+    def ip_batch(self, node: str, commands: Sequence[str]) -> None:
+        if commands:
+            run(["ip", "-n", self.ns(node), "-batch", "-"], input="\n".join(commands) + "\n")
+
+    def veth(self, node_a: str, if_a: str, node_b: str, if_b: str, mtu: int = 9000) -> None:
+        # Both ends are created in their namespaces: nothing touches the root namespace.
+        run(["ip", "link", "add", if_a, "netns", self.ns(node_a), "mtu", str(mtu), "type",
+             "veth", "peer", "name", if_b, "netns", self.ns(node_b), "mtu", str(mtu)])
+        self.ip(node_a, "link", "set", if_a, "up")
+        self.ip(node_b, "link", "set", if_b, "up")
+
+    # --- FRR ---------------------------------------------------------------------------
+
+    def node_dir(self, node: str) -> Path:
+        return self.dir / node
+
+    def start_zebra(self, node: str, vrfs: Mapping[str, str] | None = None) -> None:
+        """Start zebra in the node's namespace and its own UTS namespace (FRR reports
+        the uname hostname). `vrfs` maps VRF names to namespaces: zebra then runs with
+        the netns VRF backend over a private /run/netns holding only those, under the
+        VRF names (lab FINDINGS §5)."""
+        directory = self.node_dir(node)
+        (directory / "netns").mkdir(parents=True, exist_ok=True)
+        (directory / "vtysh.conf").write_text("service integrated-vtysh-config\n")
+        binds = ""
+        for vrf, namespace in sorted((vrfs or {}).items()):
+            (directory / "netns" / vrf).touch()
+            binds += f"mount --bind /run/netns/{self.ns(namespace)} {directory}/netns/{vrf}; "
+        run(["chown", "-R", "frr:frr", str(directory)])
+        netns_backend = "-n " if vrfs else ""
+        # --rbind keeps the nsfs mounts under the private directory; --bind would not.
+        script = (f"hostname {node}; {binds}mount --rbind {directory}/netns /run/netns; "
+                  f"exec {FRR_DIR}/zebra {netns_backend}{self._daemon_options(node, 'zebra')}")
+        self.exec(node, "unshare", "--uts", "sh", "-c", script)
+
+    def start_daemon(self, node: str, daemon: str) -> None:
+        """bgpd and bfdd join zebra's mount, network and UTS namespaces."""
+        argv = ["nsenter", "-t", str(self.pid(node, "zebra")), "-m", "-n", "-u",
+                str(FRR_DIR / daemon), *self._daemon_options(node, daemon).split()]
+        run(argv)
+
+    def _daemon_options(self, node: str, daemon: str) -> str:
+        directory = self.node_dir(node)
+        return (f"-d -F datacenter -P 0 -f /dev/null --vty_socket {directory} "
+                f"-z {directory}/zserv.api -i {directory}/{daemon}.pid")
+
+    def pid(self, node: str, daemon: str) -> int:
+        return int((self.node_dir(node) / f"{daemon}.pid").read_text())
+
+    def load_config(self, node: str, text: str) -> None:
+        """Write frr.conf and load it into the running daemons (vtysh -b)."""
+        (self.node_dir(node) / "frr.conf").write_text(text)
+        self._vtysh_argv(node, "--config_dir", str(self.node_dir(node)), "-b")
+
+    def vtysh(self, node: str, *commands: str) -> str:
+        argv: list[str] = []
+        for command in commands:
+            argv += ["-c", command]
+        return self._vtysh_argv(node, *argv)
+
+    def vtysh_json(self, node: str, command: str) -> Any:
+        return json.loads(self.vtysh(node, command) or "{}")
+
+    def _vtysh_argv(self, node: str, *args: str) -> str:
+        # In zebra's UTS namespace: vtysh's own "hostname" then matches the daemons'.
+        return run(["nsenter", "-t", str(self.pid(node, "zebra")), "-u", "vtysh",
+                    "--vty_socket", str(self.node_dir(node)), *args]).stdout
+
+    def reload_test(self, node: str, text: str) -> list[str]:
+        """frr-reload.py --test of `text` against the running node: the lines it would
+        delete or add (empty when the node runs exactly this config)."""
+        directory = self.node_dir(node)
+        candidate = directory / "candidate.conf"
+        candidate.write_text(text)
+        output = run(["nsenter", "-t", str(self.pid(node, "zebra")), "-u", str(FRR_RELOAD),
+                      "--test", "--stdout", "--vty_socket", str(directory), "--confdir",
+                      str(directory), "--rundir", str(directory), str(candidate)]).stdout
+        return reload_delta(output)
+
+    # --- teardown ----------------------------------------------------------------------
+
+    def down(self) -> None:
+        teardown(self.dir)
+
+    def __enter__(self) -> Fabric:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.down()
+
+
+def reload_delta(output: str) -> list[str]:
+    """The lines under frr-reload.py's "Lines To Delete" and "Lines To Add" headings."""
+    delta, collecting = [], False
+    for line in output.splitlines():
+        if line.startswith("Lines To Delete") or line.startswith("Lines To Add"):
+            collecting = True
+        elif collecting and line.strip() and not line.startswith("="):
+            delta.append(line.strip())
+    return delta
+
+
+def teardown(directory: Path) -> None:
+    pids = [pid for pid_file in sorted(directory.glob("*/*.pid"))
+            if (pid := _our_pid(pid_file)) is not None]
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 0.5  # FRR takes 1-2 s to exit; its state dies anyway
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in pids:
+        _signal(pid, signal.SIGKILL)
+    listing = directory / "netns.list"
+    if listing.exists():
+        for name in reversed(listing.read_text().split()):
+            run(["ip", "netns", "del", name], check=False)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def reap_stale(state_root: Path = STATE_ROOT) -> None:
+    """Tear down runs whose owning process is gone (a crashed test or demo)."""
+    if not state_root.exists():
+        return
+    for directory in state_root.iterdir():
+        owner = directory / "owner"
+        try:
+            pid = int(owner.read_text())
+        except (OSError, ValueError):
+            continue
+        if not _alive(pid):
+            teardown(directory)
+
+
+def _our_pid(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return None
+    return pid if str(pid_file).encode() in cmdline else None
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
