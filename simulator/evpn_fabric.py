@@ -286,6 +286,7 @@ router bgp {UPSTREAM_ASN}
  neighbor 198.51.100.0 remote-as external
  neighbor 198.51.100.0 timers 3 9
  neighbor 198.51.100.0 timers connect 2
+ neighbor 198.51.100.0 bfd
  !
  address-family ipv4 unicast
   neighbor 198.51.100.0 default-originate

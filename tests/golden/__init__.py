@@ -1,0 +1,1 @@
+"""Golden files of rendered artifacts, and the states behind them."""
