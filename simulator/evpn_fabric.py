@@ -20,8 +20,7 @@ from typing import Any
 
 from provider_service.frr_intent import vrf_name
 from simulator.fabric import Fabric, run, wait_until
-
-Request = Callable[[str, str, Any], Any]  # (method, path, body) -> JSON answer
+from simulator.local_service import Request
 
 ZONE, PHYSNET = "1", "200"
 RT_ASN = 65000

@@ -13,7 +13,7 @@ from provider_service import validation as v
 from provider_service.api.body import Body
 from provider_service.api.openapi import operation
 from provider_service.app import db
-from provider_service.errors import BadRequest
+from provider_service.errors import BadRequest, Conflict
 from provider_service.frr_intent import compile_frr_intent
 from provider_service.frr_render import ARTIFACT, render_frr
 from provider_service.models import DeviceConfig, ObjectStatus
@@ -25,6 +25,7 @@ MAX_ARTIFACT_BYTES = 4 * 1024 * 1024
 MAX_REASON_CHARS = 1000
 _ARTIFACT_RE = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
 _OBJECT_KIND_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+RENDERED_ARTIFACTS = (ARTIFACT,)
 
 
 def parse_artifact_name(value: object, field: str) -> str:
@@ -71,6 +72,9 @@ def parse_report(item: object, index: int) -> ops.ObjectReport:
 @blueprint.put("/devices/<name>/config/<artifact>")
 def put_artifact(name: str, artifact: str) -> ResponseReturnValue:
     artifact = parse_artifact_name(artifact, "artifact")
+    if artifact in RENDERED_ARTIFACTS:
+        raise Conflict(f"artifact: {artifact} is rendered by the service from the desired "
+                       "state; it cannot be stored")
     content = Body.from_request(("content",)).get("content", parse_content)
 
     def work(session: Any) -> dict[str, Any]:
@@ -161,7 +165,7 @@ PATHS: dict[str, Any] = {
     },
     "/v1/devices/{name}/config/{artifact}": {
         "put": operation("Store a rendered artifact; bumps the generation if it changed",
-                         request=None, response={"type": "object"}, errors=(400, 404)),
+                         request=None, response={"type": "object"}, errors=(400, 404, 409)),
     },
     "/v1/devices/{name}/status": {
         "put": operation("Report per-object apply status", request="StatusReport",

@@ -133,13 +133,18 @@ def test_artifacts_are_served_by_generation(api: Api, zone: Any) -> None:
     assert api.ok("PUT", "/v1/devices/sg1/config/nft", {"content": "table\n"})["generation"] == 2
     # Same text again: nothing changes, so an agent at generation 2 has nothing to fetch.
     assert api.ok("PUT", "/v1/devices/sg1/config/frr", {"content": "frr v1\n"})["generation"] == 1
-    assert api.ok("GET", "/v1/devices/sg1/config?since=2")["artifacts"] == {}
+    # The first GET renders frr.conf from the desired state: generation 3.
+    rendered = api.ok("GET", "/v1/devices/sg1/config?since=2")
+    assert (rendered["generation"], list(rendered["artifacts"])) == (3, ["frr.conf"])
+    assert api.ok("GET", "/v1/devices/sg1/config?since=3")["artifacts"] == {}
     api.ok("PUT", "/v1/devices/sg1/config/frr", {"content": "frr v2\n"})
-    changed = api.ok("GET", "/v1/devices/sg1/config?since=2")
-    assert changed["generation"] == 3
+    changed = api.ok("GET", "/v1/devices/sg1/config?since=3")
+    assert changed["generation"] == 4
     assert list(changed["artifacts"]) == ["frr"]
     assert changed["artifacts"]["frr"]["content"] == "frr v2\n"
-    assert set(api.ok("GET", "/v1/devices/sg1/config")["artifacts"]) == {"frr", "nft"}
+    assert set(api.ok("GET", "/v1/devices/sg1/config")["artifacts"]) == {"frr", "frr.conf", "nft"}
+    assert "rendered by the service" in api.fails(
+        "PUT", "/v1/devices/sg1/config/frr.conf", {"content": "x\n"}, 409)
 
 
 def test_status_reports(api: Api, zone: Any) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-Request = Callable[[str, str, Any], Any]
+from simulator.local_service import Request
 
 ZONE = "1"
 VXLAN, VLAN = "200", "300"
