@@ -330,9 +330,9 @@ def test_artifacts_stored_at_once_get_their_own_generations(
     thread.join(timeout=30)
     assert not thread.is_alive() and "error" not in outcome, outcome
     assert outcome["generation"] == 2
-    config = api.ok("GET", "/v1/devices/sg1/config")
-    assert config["generation"] == 2
+    config = api.ok("GET", "/v1/devices/sg1/config")  # also renders frr.conf: generation 3
+    assert config["generation"] == 3
     assert {name: a["generation"] for name, a in config["artifacts"].items()} == {
-        "frr": 1, "nft": 2}
+        "frr": 1, "nft": 2, "frr.conf": 3}
 
 
