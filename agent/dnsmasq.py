@@ -54,9 +54,9 @@ class DnsmasqControl(Protocol):
 
     def reload(self, network_ids: Iterable[str]) -> dict[str, str]: ...
 
-    def stop(self, network_id: str) -> None: ...
+    def stop(self, network_ids: Iterable[str]) -> None: ...
 
-    def remove(self, network_id: str) -> None: ...
+    def remove(self, network_ids: Iterable[str]) -> None: ...
 
     def known(self) -> set[str]: ...
 
@@ -126,12 +126,15 @@ class Dnsmasq:
                 for network_id in network_ids
                 if not procs.signal_owned(self.pid_file(network_id), signal.SIGHUP)}
 
-    def stop(self, network_id: str) -> None:
-        procs.stop_owned(self.pid_file(network_id))
+    def stop(self, network_ids: Iterable[str]) -> None:
+        """All at once: SIGTERM each, then wait for them together."""
+        procs.stop_owned([self.pid_file(network_id) for network_id in network_ids])
 
-    def remove(self, network_id: str) -> None:
-        self.stop(network_id)
-        shutil.rmtree(self.directory(network_id), ignore_errors=True)
+    def remove(self, network_ids: Iterable[str]) -> None:
+        ids = list(network_ids)
+        self.stop(ids)
+        for network_id in ids:
+            shutil.rmtree(self.directory(network_id), ignore_errors=True)
 
     def known(self) -> set[str]:
         """Networks with a directory here: what garbage collection may remove."""
@@ -184,14 +187,16 @@ class FakeDnsmasq:
                 errors[network_id] = "dnsmasq is not running"
         return errors
 
-    def stop(self, network_id: str) -> None:
-        if self.pids.pop(network_id, None) is not None:
-            self.actions.append(("stop", network_id))
+    def stop(self, network_ids: Iterable[str]) -> None:
+        for network_id in network_ids:
+            if self.pids.pop(network_id, None) is not None:
+                self.actions.append(("stop", network_id))
 
-    def remove(self, network_id: str) -> None:
-        self.stop(network_id)
-        if self.files.pop(network_id, None) is not None:
-            self.actions.append(("remove", network_id))
+    def remove(self, network_ids: Iterable[str]) -> None:
+        for network_id in network_ids:
+            self.stop([network_id])
+            if self.files.pop(network_id, None) is not None:
+                self.actions.append(("remove", network_id))
 
     def known(self) -> set[str]:
         return set(self.files) | set(self.pids)

@@ -362,24 +362,30 @@ class MetadataDaemon:
     def _converge(self, wanted: dict[ListenerKey, tuple[Site, type[BaseHTTPRequestHandler]]],
                   errors: dict[str, str]) -> None:
         for key in [key for key in self.listeners if key not in wanted]:
-            listener = self.listeners.pop(key)
-            self.selector.unregister(listener.socket)
-            listener.holder.site = None
-            listener.socket.close()
+            self._close(key)
         for key, (site, handler) in wanted.items():
             current = self.listeners.get(key)
             if current is not None and current.RequestHandlerClass is handler:
                 current.holder.site = site
                 continue
+            if current is not None:  # same address, other service: never in practice
+                self._close(key)
             try:
                 sock = listening_socket(*key)
-            except OSError as exc:
+            except (OSError, OverflowError) as exc:
+                reason = getattr(exc, "strerror", None) or str(exc)
                 errors[site.network_id] = f"cannot listen on {key[1]}:{key[2]} in " \
-                                          f"{key[0] or 'own namespace'}: {exc.strerror or exc}"
+                                          f"{key[0] or 'own namespace'}: {reason}"
                 continue
             listener = Listener(sock, handler, SiteHolder(site), self.passwords)
             self.listeners[key] = listener
             self.selector.register(sock, selectors.EVENT_READ, listener)
+
+    def _close(self, key: ListenerKey) -> None:
+        listener = self.listeners.pop(key)
+        self.selector.unregister(listener.socket)
+        listener.holder.site = None
+        listener.socket.close()
 
     def _write_status(self, digest: str, sites: dict[str, str], error: str) -> None:
         status = {"digest": digest, "error": error, "sites": sites, "pid": os.getpid()}

@@ -12,7 +12,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Final
 
@@ -56,20 +56,26 @@ def owned_pid(pid_file: Path) -> int | None:
     return pid if pid is not None and is_ours(pid, str(pid_file)) else None
 
 
-def stop_owned(pid_file: Path, timeout: float = 3.0) -> bool:
-    """SIGTERM the process of `pid_file` (if ours), wait, SIGKILL if it lingers.
-    True when something was stopped. The pid file is removed either way."""
-    pid = owned_pid(pid_file)
-    stopped = False
-    if pid is not None:
+def stop_owned(pid_files: Iterable[Path], timeout: float = 3.0) -> int:
+    """SIGTERM the processes of `pid_files` (those that are ours) all at once, wait for
+    them, SIGKILL any that linger. The pid files are removed. How many were stopped."""
+    paths = list(pid_files)
+    owned = {path: pid for path in paths if (pid := owned_pid(path)) is not None}
+    for pid in owned.values():
         _signal(pid, signal.SIGTERM)
-        if not wait_for(lambda: not is_ours(pid, str(pid_file)), timeout):
-            _signal(pid, signal.SIGKILL)
-            wait_for(lambda: not is_ours(pid, str(pid_file)), timeout)
-        stopped = True
-    with contextlib.suppress(FileNotFoundError):
-        pid_file.unlink()
-    return stopped
+
+    def all_gone() -> bool:
+        return not any(is_ours(pid, str(path)) for path, pid in owned.items())
+
+    if not wait_for(all_gone, timeout):
+        for path, pid in owned.items():
+            if is_ours(pid, str(path)):
+                _signal(pid, signal.SIGKILL)
+        wait_for(all_gone, timeout)
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    return len(owned)
 
 
 def signal_owned(pid_file: Path, signum: int) -> bool:
