@@ -95,8 +95,8 @@ class MetadataServer:
             if error:
                 return {GLOBAL: error}
         elif changed or self._needs_load(config.digest):
-            procs.signal_owned(self.pid_file, signal.SIGHUP)
             self._forget_status()
+            procs.signal_owned(self.pid_file, signal.SIGHUP)
         if not procs.wait_for(lambda: self._status().get("digest") == config.digest,
                               RELOAD_TIMEOUT_S):
             status = self._status()

@@ -36,7 +36,6 @@ Run: python -m agent.metadata_server --config FILE --state-dir DIR --pid-file FI
 from __future__ import annotations
 
 import argparse
-import ctypes
 import hashlib
 import json
 import os
@@ -53,8 +52,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from agent import procs
+from agent.netns import socket_in
 
-CLONE_NEWNET: Final = 0x40000000
 IP_FREEBIND: Final = 15  # linux/in.h; the socket module of Python 3.11 lacks the name
 SEND_MY_PASSWORD: Final = "send_my_password"
 SAVED_PASSWORD: Final = "saved_password"
@@ -285,35 +284,17 @@ class PasswordHandler(_Handler):
 
 # --- sockets in namespaces -------------------------------------------------------------
 
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"setns: {os.strerror(errno)}")
-
 
 def listening_socket(netns: str | None, address: str, port: int) -> socket.socket:
     """A TCP socket listening on address:port inside network namespace `netns`."""
-    if netns is None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    else:
-        # Only this thread changes namespace, and only for the socket() call.
-        with open(f"/run/netns/{netns}", "rb") as target, \
-                open("/proc/thread-self/ns/net", "rb") as home:
-            _setns(target.fileno())
-            try:
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            finally:
-                _setns(home.fileno())
+    sock = socket_in(netns)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
         sock.bind((address, port))
         sock.listen(128)
         sock.setblocking(False)
-    except OSError:
+    except (OSError, OverflowError):
         sock.close()
         raise
     return sock
