@@ -61,6 +61,9 @@ BAD_REQUEST: Final = "bad_request"
 USER_DATA: Final = "user-data"
 META_DATA: Final = "meta-data"
 REQUEST_TIMEOUT_S: Final = 10.0
+# One process serves every tenant: a guest that opens connections without end must not
+# exhaust threads for the others. Past this many open requests, new ones are dropped.
+MAX_CONNECTIONS: Final = 512
 
 
 class ConfigError(ValueError):
@@ -240,6 +243,15 @@ class Listener(socketserver.ThreadingMixIn, HTTPServer):
         self.holder = holder
         self.passwords = passwords
 
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            _connections.release()
+
+
+_connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
 
 class _Handler(BaseHTTPRequestHandler):
     server_version = "vxgate-metadata"
@@ -407,6 +419,9 @@ class MetadataDaemon:
         try:
             conn, client = listener.socket.accept()
         except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return
+        if not _connections.acquire(blocking=False):
+            conn.close()  # full: the guest retries (cloud-init and wget both do)
             return
         conn.setblocking(True)
         listener.process_request(conn, client)  # ThreadingMixIn: a thread per connection

@@ -270,3 +270,18 @@ def test_ipv6_router_advertisement_gives_slaac_address(lab: tuple[Lab, Any, Any]
     assert procs.wait_for(slaac, DEADLINE_S, 0.05), "no SLAAC address from dnsmasq's RA"
     routes = run("ip", "-n", vm2, "-6", "route", "show", "default")
     assert "proto ra" in routes
+
+
+def test_a_network_that_cannot_start_is_reported_alone(
+        lab: tuple[Lab, DhcpApplier, Dnsmasq]) -> None:
+    _, applier, dnsmasq = lab
+    good = desired(VM3_A)
+    missing_bridge = DhcpState.from_json(
+        {"networks": [network("7709", "nobr9", 9, [])]}).networks[0]
+    with_bad = DhcpState(tuple(sorted((*good.networks, missing_bridge), key=lambda n: n.id)))
+    result = applier.apply(good, with_bad)
+    failed = {(s.kind, s.id): s.reason for s in result.statuses if not s.ok}
+    assert list(failed) == [("dnsmasq", "7709")]
+    assert "unknown interface nobr9" in failed[("dnsmasq", "7709")]
+    assert dnsmasq.running("7701") is not None
+    assert applier.apply(with_bad, good).actions["7709"] == "remove"
