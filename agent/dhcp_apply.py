@@ -2,7 +2,10 @@
 
 `plan` is pure: it renders both states and compares, per network, what dnsmasq would
 read. A changed dnsmasq.conf means RESTART (dnsmasq reads it only at start), changed
-hosts files mean RELOAD (SIGHUP), a network that is new means START, one that is gone (or
+hosts files mean RELOAD (SIGHUP) - unless the instance holds a lease that no dhcp-hosts
+line backs any more (a VM removed, or its MAC or address changed): leases are infinite and
+SIGHUP keeps them, so that address would never go to the next VM; then RESTART, and the
+start prunes the lease file first; a network that is new means START, one that is gone (or
 no longer has DHCP or DNS) means REMOVE.
 
 `DhcpApplier.apply` carries the plan out against what is really there, because events are
@@ -136,6 +139,10 @@ class DhcpApplier:
             # restart it unless its config differs, a SIGHUP picks up the hosts files.
             planned = Action.RELOAD
         seen = Action.RESTART if CONF in changed else Action.RELOAD if changed else Action.NONE
+        if seen == Action.RELOAD and self.dnsmasq.stale_leases(network.id):
+            # A VM left (or changed MAC or address) holding an infinite lease: only a
+            # restart, which prunes the lease file, frees its address for the next VM.
+            seen = Action.RESTART
         return max(planned, seen)
 
     def _carry_out(self, networks: dict[str, Network], actions: dict[str, Action]

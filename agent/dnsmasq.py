@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Final, Protocol
 
 from agent import procs
-from agent.dnsmasq_render import CONF, PID, DnsmasqFiles
+from agent.dnsmasq_render import CONF, DHCP_HOSTS, LEASES, PID, DnsmasqFiles
 
 START_TIMEOUT_S: Final = 10.0
 
@@ -49,6 +49,8 @@ class DnsmasqControl(Protocol):
     def write(self, network_id: str, files: DnsmasqFiles) -> set[str]: ...
 
     def running(self, network_id: str) -> int | None: ...
+
+    def stale_leases(self, network_id: str) -> bool: ...
 
     def start(self, instances: Sequence[Instance]) -> dict[str, str]: ...
 
@@ -86,10 +88,29 @@ class Dnsmasq:
     def running(self, network_id: str) -> int | None:
         return procs.owned_pid(self.pid_file(network_id))
 
+    def stale_leases(self, network_id: str) -> bool:
+        """A lease that no dhcp-hosts line backs (a VM gone, or its MAC or address changed).
+
+        Leases are infinite, so such a lease would keep its address from the next VM that
+        gets it, and SIGHUP does not drop it: the caller restarts, and start() prunes."""
+        directory = self.directory(network_id)
+        return bool(_unbacked(_read(directory / LEASES), _read(directory / DHCP_HOSTS)))
+
+    def _prune_leases(self, network_id: str) -> None:
+        """Only while stopped: dnsmasq rewrites the file from memory while it runs."""
+        directory = self.directory(network_id)
+        leases = _read(directory / LEASES)
+        stale = _unbacked(leases, _read(directory / DHCP_HOSTS))
+        if stale:
+            kept = [line for line in leases.splitlines() if line not in stale]
+            procs.atomic_write(directory / LEASES, "".join(f"{line}\n" for line in kept))
+
     def start(self, instances: Sequence[Instance]) -> dict[str, str]:
         """Start all, in parallel; {network id: error} for those that failed."""
         if shutil.which(self.binary) is None:
             return {i.network_id: f"{self.binary} is not installed" for i in instances}
+        for instance in instances:
+            self._prune_leases(instance.network_id)
         launched = [(i, self._spawn(i)) for i in instances]
         errors: dict[str, str] = {}
         for instance, process in launched:
@@ -143,6 +164,29 @@ class Dnsmasq:
         return {path.name for path in self.state_dir.iterdir() if path.is_dir()}
 
 
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def _unbacked(leases: str, dhcp_hosts: str) -> set[str]:
+    """IPv4 lease lines ("expiry mac address name client-id") whose MAC and address are
+    not a dhcp-hosts pair. Other lines (the DHCPv6 duid) are never touched."""
+    backed = set()
+    for line in dhcp_hosts.splitlines():
+        fields = [f for f in line.split(",") if not f.startswith("set:")]
+        if len(fields) >= 2:
+            backed.add((fields[0], fields[1]))
+    stale = set()
+    for line in leases.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[2].count(".") == 3 and (fields[1], fields[2]) not in backed:
+            stale.add(line)
+    return stale
+
+
 @dataclass
 class FakeDnsmasq:
     """In memory: files, pids and a log of actions; `fail` makes starts of ids fail."""
@@ -151,6 +195,7 @@ class FakeDnsmasq:
     pids: dict[str, int] = field(default_factory=dict)
     actions: list[tuple[str, str]] = field(default_factory=list)
     fail: dict[str, str] = field(default_factory=dict)
+    stale: set[str] = field(default_factory=set)  # networks holding an unbacked lease
     next_pid: int = 1000
 
     def directory(self, network_id: str) -> Path:
@@ -168,9 +213,13 @@ class FakeDnsmasq:
     def running(self, network_id: str) -> int | None:
         return self.pids.get(network_id)
 
+    def stale_leases(self, network_id: str) -> bool:
+        return network_id in self.stale
+
     def start(self, instances: Sequence[Instance]) -> dict[str, str]:
         errors: dict[str, str] = {}
         for instance in instances:
+            self.stale.discard(instance.network_id)
             self.actions.append(("start", instance.network_id))
             if instance.network_id in self.fail:
                 errors[instance.network_id] = self.fail[instance.network_id]

@@ -11,9 +11,10 @@ three files in its own directory:
   dhcp-hosts    one static lease per NIC (dhcp-hostsfile), re-read on SIGHUP.
   dns-hosts     A/AAAA records of the VMs and `data-server` (addn-hosts), re-read on SIGHUP.
 
-So adding, removing or renaming a VM, or flipping its default-NIC flag, is a SIGHUP: the
+So adding or renaming a VM, or flipping its default-NIC flag, is a SIGHUP: the
 non-default behaviour is a tag set in dhcp-hosts and the tagged options live in the
-static config.
+static config. Removing a VM that holds a lease (or changing its MAC or address) is the
+exception, see dhcp_apply: its infinite lease survives a SIGHUP.
 
 The values written here were validated by dhcp_state (host names and domains are RFC 1123
 names, addresses are parsed), so no tenant string can add a line or a field. The output

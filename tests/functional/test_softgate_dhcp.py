@@ -257,6 +257,22 @@ def test_adding_a_vm_needs_no_dnsmasq_restart(lab: tuple[Lab, DhcpApplier, Dnsma
     assert dns_query(f"{PREFIX}-vm1", "10.77.1.1", "vm3") == (0, ["10.77.1.13"])
 
 
+def test_reused_address_goes_to_the_new_vm(lab: tuple[Lab, DhcpApplier, Dnsmasq]) -> None:
+    """vm3 is expunged and its address given to a new VM: its infinite lease must not keep
+    the address (a SIGHUP would), so this one change costs a restart."""
+    the_lab, applier, _ = lab
+    successor = {**VM3_A, "mac": "02:77:01:00:00:0e", "hostname": "vm3b"}
+    result = applier.apply(desired(VM3_A), desired(successor))
+    assert result.ok, result.statuses
+    assert result.actions == {"7701": "restart", "7702": "none"}
+    vm3 = f"{PREFIX}-vm3"
+    run("ip", "-n", vm3, "link", "set", "eth0", "address", successor["mac"])
+    assert the_lab.dhclient(vm3, "eth0")["new_ip_address"] == "10.77.1.13"
+    result = applier.apply(desired(successor), desired(VM3_A))  # and back, for what follows
+    assert result.ok and result.actions["7701"] == "restart"
+    run("ip", "-n", vm3, "link", "set", "eth0", "address", VM3_A["mac"])
+
+
 def test_ipv6_router_advertisement_gives_slaac_address(lab: tuple[Lab, Any, Any]) -> None:
     vm2 = f"{PREFIX}-vm2"
 

@@ -174,3 +174,15 @@ def test_apply_json_reports_bad_objects_and_applies_the_rest() -> None:
     bad = [(s.kind, s.id) for s in result.statuses if not s.ok]
     assert bad == [("nic", "202/02:00:0a:0a:02:01"), ("network", "203")]
     assert "6.6.6.6" not in dnsmasq.files["202"]["dhcp-hosts"]
+
+
+def test_removed_vm_holding_a_lease_costs_a_restart() -> None:
+    applier, dnsmasq, _ = fakes()
+    old = state(ipv4_network())
+    converged(applier, dnsmasq, old)
+    smaller = ipv4_network()
+    del smaller["nics"][2]
+    dnsmasq.stale.add("201")  # its lease is still in the lease file
+    assert applier.apply(old, state(smaller)).actions == {"201": "restart"}
+    assert dnsmasq.stale == set()  # start pruned it
+    assert applier.apply(state(smaller), state(smaller)).actions == {"201": "none"}

@@ -48,3 +48,4 @@ def test_our_process_is_found_and_stopped(tmp_path: Path) -> None:
         if child.poll() is None:
             child.kill()  # our own child, by its Popen handle
             child.wait()
+
