@@ -216,9 +216,12 @@ def _fw_table(domain: RoutingDomain) -> TableData:
     if not domain.natted:
         for network in domain.networks:
             table.elements["routed"][_net(network.cidr)] = None
-    ingress = [r for r in domain.firewall_rules if r.direction == "ingress"]
-    _add_boxes(table, "in", [_rule_boxes(r, r.destinations, r.sources) for r in ingress])
     by_id = {n.id: n for n in domain.networks}
+    ingress = [r for r in domain.firewall_rules if r.direction == "ingress"]
+    # NAT: a public IP. ROUTED: guest addresses, within the rule's network.
+    _add_boxes(table, "in", [_rule_boxes(r, r.destinations if domain.natted else
+                                         _within(r.destinations, by_id[r.network].cidr),
+                                         r.sources) for r in ingress])
     egress = [(r, by_id[r.network]) for r in domain.firewall_rules if r.direction == "egress"]
     _add_boxes(table, "out", [_rule_boxes(r, _within(r.sources, n.cidr), r.destinations)
                               for r, n in egress])
@@ -247,7 +250,7 @@ def _guarded(domain: RoutingDomain) -> set[Net4]:
 
 
 def _within(sources: tuple[Net4, ...], cidr: Net4) -> tuple[Net4, ...]:
-    """An egress rule's sources, clipped to its network (absent means the network)."""
+    """Addresses clipped to a network (absent, i.e. anywhere, means the network)."""
     if sources == (ANY_NET,):
         return (cidr,)
     return tuple(s if s.subnet_of(cidr) else cidr for s in sources if s.overlaps(cidr))
