@@ -43,8 +43,10 @@ _ALL_ICMP: Final = (0, 255)
 FW_SKELETON: Final = """\
 	set public_ifs { type ifname; }
 	# New inbound connections to these need an ingress rule: the public IPs of an
-	# isolated network (NAT), or the guest networks (ROUTED).
-	set guarded { type ipv4_addr; flags interval; }
+	# isolated network (NAT; a hash set: thousands load fast) or its guest networks
+	# (ROUTED).
+	set guarded_ips { type ipv4_addr; }
+	set guarded_nets { type ipv4_addr; flags interval; }
 	set routed { type ipv4_addr; flags interval; }
 	# Ingress allow-lists: daddr . proto . saddr . dport / daddr . saddr . type . code /
 	# daddr . saddr (protocol all). Matched before DNAT, on the public address.
@@ -66,7 +68,11 @@ FW_SKELETON: Final = """\
 		iifname != @public_ifs accept
 		meta nfproto != ipv4 accept
 		ct state established,related accept
-		ip daddr != @guarded accept
+		ip daddr @guarded_ips jump ingress_rules
+		ip daddr @guarded_nets jump ingress_rules
+	}
+
+	chain ingress_rules {
 		ip daddr . meta l4proto . ip saddr . th dport @in_l4 accept
 		ip daddr . ip saddr . icmp type . icmp code @in_icmp accept
 		ip daddr . ip saddr @in_any accept
@@ -212,7 +218,8 @@ def _fw_table(domain: RoutingDomain) -> TableData:
     table = _new(FW)
     table.elements["public_ifs"][_ifname(domain.public_interface)] = None
     for net in _guarded(domain):
-        table.elements["guarded"][_net(net)] = None
+        kind = "guarded_ips" if net.prefixlen == 32 else "guarded_nets"
+        table.elements[kind][_net(net)] = None
     if not domain.natted:
         for network in domain.networks:
             table.elements["routed"][_net(network.cidr)] = None
