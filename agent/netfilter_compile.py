@@ -42,11 +42,10 @@ _ALL_ICMP: Final = (0, 255)
 
 FW_SKELETON: Final = """\
 	set public_ifs { type ifname; }
-	# New inbound connections to these need an ingress rule: the public IPs of an
-	# isolated network (NAT; a hash set: thousands load fast) or its guest networks
-	# (ROUTED).
-	set guarded_ips { type ipv4_addr; }
-	set guarded_nets { type ipv4_addr; flags interval; }
+	# Public interfaces of an isolated network: every new inbound connection needs an
+	# ingress rule (upstream routes only our public IPs, or in ROUTED mode our guest
+	# networks, to us). Empty for a VPC, whose tiers' ACLs decide instead.
+	set guarded_ifs { type ifname; }
 	set routed { type ipv4_addr; flags interval; }
 	# Ingress allow-lists: daddr . proto . saddr . dport / daddr . saddr . type . code /
 	# daddr . saddr (protocol all). Matched before DNAT, on the public address.
@@ -68,8 +67,7 @@ FW_SKELETON: Final = """\
 		iifname != @public_ifs accept
 		meta nfproto != ipv4 accept
 		ct state established,related accept
-		ip daddr @guarded_ips jump ingress_rules
-		ip daddr @guarded_nets jump ingress_rules
+		iifname @guarded_ifs jump ingress_rules
 	}
 
 	chain ingress_rules {
@@ -217,9 +215,8 @@ def _span(net: Net4) -> tuple[int, int]:
 def _fw_table(domain: RoutingDomain) -> TableData:
     table = _new(FW)
     table.elements["public_ifs"][_ifname(domain.public_interface)] = None
-    for net in _guarded(domain):
-        kind = "guarded_ips" if net.prefixlen == 32 else "guarded_nets"
-        table.elements[kind][_net(net)] = None
+    if domain.kind == "isolated":
+        table.elements["guarded_ifs"][_ifname(domain.public_interface)] = None
     if not domain.natted:
         for network in domain.networks:
             table.elements["routed"][_net(network.cidr)] = None
@@ -238,22 +235,6 @@ def _fw_table(domain: RoutingDomain) -> TableData:
         else:
             _acl_chains(table, network, network.acl)
     return table
-
-
-def _guarded(domain: RoutingDomain) -> set[Net4]:
-    if domain.kind == "vpc":
-        return set()  # a VPC's public IPs have no firewall: its tiers' ACLs decide
-    if not domain.natted:
-        return {n.cidr for n in domain.networks}
-    ips: set[IPv4] = {s.public_ip for s in domain.static_nats}
-    ips |= {p.public_ip for p in domain.port_forwards}
-    ips |= {lb.public_ip for lb in domain.load_balancers}
-    ips |= {n.source_nat_ip for n in domain.networks if n.source_nat_ip}
-    if domain.source_nat_ip:
-        ips.add(domain.source_nat_ip)
-    nets = {Net4(ip) for ip in ips}
-    return nets | {d for r in domain.firewall_rules if r.direction == "ingress"
-                   for d in r.destinations}
 
 
 def _within(sources: tuple[Net4, ...], cidr: Net4) -> tuple[Net4, ...]:
