@@ -13,7 +13,7 @@ robin) so that consecutive new connections go to different backends.
 
 leastconn, honestly: the kernel has no "fewest connections" choice for a DNAT target.
 The agent approximates it: it counts each backend's active connections in conntrack
-(agent.leastconn) and sets weights inversely to them (`leastconn_weights`); between two
+(agent.conntrack) and sets weights inversely to them (`leastconn_weights`); between two
 refreshes new connections are spread by those weights, like a weighted roundrobin.
 Established connections are never moved: NAT is decided on a connection's first packet
 and conntrack carries it afterwards, so changing slots only affects new connections.

@@ -18,11 +18,15 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import replace
+from ipaddress import IPv4Address
 from typing import Any
 
 import pytest
 
+from agent.conntrack import established_by_backend
 from agent.netfilter_apply import ApplyResult, DomainApplier
+from agent.netfilter_lb import leastconn_weights
 from agent.netfilter_state import RoutingDomain
 from agent.nft import Nft
 from tests.functional.netns_lab import Lab, Prober, require_root, wait_for
@@ -264,3 +268,18 @@ def test_routed_mode_no_nat_firewall_applies(world: World) -> None:
     assert world.inet.tcp("10.1.1.11", 7001) is None
     assert world.inet.tcp("10.1.1.12", 7000) is None
     assert world.vm["vm1"].udp(INET, 5000) is None  # egress rule denies udp
+
+
+def test_lb_leastconn_weights_from_conntrack(world: World) -> None:
+    world.fresh(lb_state("leastconn", [("10.1.1.11", True)]))
+    for hold in ("l1", "l2", "l3"):
+        assert world.inet.tcp(LB_IP, 80, hold=hold) == f"vm1 {INET}"
+    counts = established_by_backend(world.rt)
+    assert counts[(IPv4Address("10.1.1.11"), 8080)] == 3
+    state = RoutingDomain.from_json(lb_state("leastconn", [("10.1.1.11", True),
+                                                           ("10.1.1.12", True)]))
+    weighted = leastconn_weights(state.load_balancers[0], counts)
+    result = world.applier.apply(replace(state, load_balancers=(weighted,)))
+    assert result.ok and "leastconn approximated" in result.statuses[-1].reason
+    seen = Counter(backend_of(world.inet.tcp(LB_IP, 80)) for _ in range(8))
+    assert seen["vm2"] >= 6  # vm1 holds 3 connections: weight 1000 vs 250

@@ -82,3 +82,21 @@ def test_leastconn_weights_favour_the_least_loaded() -> None:
 def test_leastconn_weights_leave_other_algorithms_alone() -> None:
     lb = LoadBalancer("1", IPv4Address("203.0.113.1"), 80, "tcp", "roundrobin", _backends(2))
     assert leastconn_weights(lb, {(IPv4Address("10.0.0.1"), 80): 50}) is lb
+
+
+def test_conntrack_listing_counts_reply_sources() -> None:
+    from agent.conntrack import reply_sources
+
+    listing = (
+        "tcp      6 431999 ESTABLISHED src=198.51.100.1 dst=203.0.113.4 sport=40000 "
+        "dport=80 src=10.0.0.1 dst=198.51.100.1 sport=80 dport=40000 [ASSURED] mark=0 use=1\n"
+        "tcp      6 431999 ESTABLISHED src=198.51.100.1 dst=203.0.113.4 sport=40001 "
+        "dport=80 src=10.0.0.1 dst=198.51.100.1 sport=80 dport=40001 [ASSURED] mark=0 use=1\n"
+        "tcp      6 431999 ESTABLISHED src=192.0.2.10 dst=203.0.113.4 sport=40002 "
+        "dport=80 src=10.0.0.2 dst=192.0.2.10 sport=80 dport=40002 [ASSURED] mark=0 use=1\n"
+        "conntrack v1.4.7 (conntrack-tools): 3 flow entries have been shown.\n")
+    counts = reply_sources(listing)
+    assert counts == {(IPv4Address("10.0.0.1"), 80): 2, (IPv4Address("10.0.0.2"), 80): 1}
+    lb = LoadBalancer("1", IPv4Address("203.0.113.4"), 80, "tcp", "leastconn", _backends(2))
+    weights = [b.weight for b in leastconn_weights(lb, counts).backends]
+    assert weights[1] > weights[0]
