@@ -8,7 +8,9 @@ nothing the second time.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -31,6 +33,8 @@ DEFAULT_L3VNI_RANGE = (5_000_000, 5_999_999)
 DEFAULT_VLAN_RANGE = (3000, 4094)
 DEFAULT_ASN_RANGE = (4_200_000_000, 4_200_999_999)  # RFC 6996 private 4-byte ASNs
 PHYSNET_POOLS = ("l2vni", "l3vni", "vlan")
+Row = TypeVar("Row")
+Spec = TypeVar("Spec")
 
 
 @dataclass(frozen=True)
@@ -234,24 +238,33 @@ def _apply_asn(session: Session, device: Device, fixed_asn: int | None) -> None:
 
 
 def _apply_uplinks(device: Device, uplinks: tuple[UplinkSpec, ...]) -> None:
-    wanted = {uplink.interface: uplink for uplink in uplinks}
-    device.uplinks = [link for link in device.uplinks if link.interface in wanted]
-    have = {link.interface: link for link in device.uplinks}
-    for name, uplink in wanted.items():
-        link = have.get(name)
-        if link is None:
-            link = DeviceUplink(interface=name)
-            device.uplinks.append(link)
-        link.peer_device, link.peer_interface = uplink.peer_device, uplink.peer_interface
+    def update(link: DeviceUplink, spec: UplinkSpec) -> None:
+        link.peer_device, link.peer_interface = spec.peer_device, spec.peer_interface
+
+    device.uplinks = _reconciled(
+        device.uplinks, {spec.interface: spec for spec in uplinks},
+        key=lambda link: link.interface, create=lambda name: DeviceUplink(interface=name),
+        update=update)
 
 
 def _apply_upstream_peers(device: Device, peers: tuple[UpstreamPeerSpec, ...]) -> None:
-    wanted = {peer.address: peer for peer in peers}
-    device.upstream_peers = [p for p in device.upstream_peers if p.address in wanted]
-    have = {peer.address: peer for peer in device.upstream_peers}
-    for address, spec in wanted.items():
-        peer = have.get(address)
-        if peer is None:
-            peer = UpstreamPeer(address=address)
-            device.upstream_peers.append(peer)
+    def update(peer: UpstreamPeer, spec: UpstreamPeerSpec) -> None:
         peer.remote_asn, peer.bfd = spec.remote_asn, spec.bfd
+
+    device.upstream_peers = _reconciled(
+        device.upstream_peers, {spec.address: spec for spec in peers},
+        key=lambda peer: peer.address, create=lambda address: UpstreamPeer(address=address),
+        update=update)
+
+
+def _reconciled(rows: list[Row], wanted: dict[str, Spec], *, key: Callable[[Row], str],
+                create: Callable[[str], Row], update: Callable[[Row, Spec], None]) -> list[Row]:
+    """A device's child rows made to match `wanted`, keyed by `key`: rows not wanted are
+    dropped (delete-orphan deletes them), kept rows are updated in place, new ones made."""
+    have = {key(row): row for row in rows if key(row) in wanted}
+    result = []
+    for name, spec in wanted.items():
+        row = have.get(name) or create(name)
+        update(row, spec)
+        result.append(row)
+    return result
