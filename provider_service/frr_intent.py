@@ -120,7 +120,7 @@ def compile_frr_intent(session: Session, device: Device) -> FrrIntent:
 
 def _softgate(session: Session, base: FrrIntent, device: Device, zone: Zone,
               networks: list[tenancy.NetworkView]) -> FrrIntent:
-    vpcs = [vpc for vpc in tenancy.vpc_views(Sql(session)) if vpc.zone_id == zone.id]
+    vpcs = tenancy.vpc_views(Sql(session), zone_id=zone.id)
     return replace(
         base,
         segments=_segments(networks, zone.rt_asn),
@@ -139,7 +139,8 @@ def _vtep_leaf(session: Session, base: FrrIntent, device: Device,
     by_id = {network.id: network for network in networks}
     connects = sorted(
         (DirectConnect(port.interface, port.vlan, by_id[port.network_id].segment_id)
-         for port in ports if by_id[port.network_id].segment_kind == "vni"),
+         for port in ports
+         if port.network_id in by_id and by_id[port.network_id].segment_kind == "vni"),
         key=lambda c: (c.interface, c.vlan),
     )
     vnis = sorted({connect.vni for connect in connects})
@@ -156,11 +157,10 @@ def _tenant_vrfs(networks: list[tenancy.NetworkView], vpcs: list[tenancy.VpcView
                  rt_asn: int) -> tuple[TenantVrf, ...]:
     """One VRF per routing domain: every VPC (also before its first tier) and every
     isolated network. A domain on a VLAN physical network has no L3VNI in EVPN."""
-    evpn: dict[int, bool] = {}
-    prefixes: dict[int, list[str]] = {}
-    for vpc in vpcs:
-        evpn.setdefault(vpc.l3vni, _is_vxlan_physnet(vpc, networks))
-        prefixes.setdefault(vpc.l3vni, [])
+    # A VPC without tiers yet has no segment to say which kind of physical network it is
+    # on, and an L3VNI with no L2VNI would carry nothing: it gets its VRF, no L3VNI.
+    evpn: dict[int, bool] = {vpc.l3vni: False for vpc in vpcs}
+    prefixes: dict[int, list[str]] = {vpc.l3vni: [] for vpc in vpcs}
     for network in networks:
         evpn[network.l3vni] = evpn.get(network.l3vni, False) or network.segment_kind == "vni"
         prefixes.setdefault(network.l3vni, []).append(network.cidr)
@@ -170,12 +170,6 @@ def _tenant_vrfs(networks: list[tenancy.NetworkView], vpcs: list[tenancy.VpcView
                   prefixes=tuple(sorted(set(prefixes[l3vni]), key=_prefix_key)))
         for l3vni in sorted(evpn)
     )
-
-
-def _is_vxlan_physnet(vpc: tenancy.VpcView, networks: list[tenancy.NetworkView]) -> bool:
-    # A VPC's tiers share its physical network; without tiers yet, no segment says which
-    # kind it is, and an L3VNI without any L2VNI would carry nothing.
-    return any(n.segment_kind == "vni" for n in networks if n.vpc_id == vpc.id)
 
 
 def _announced(session: Session, zone_id: str,

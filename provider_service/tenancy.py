@@ -323,8 +323,11 @@ def vpc_view(sql: Sql, vpc_id: str) -> VpcView:
     return view
 
 
-def vpc_views(sql: Sql) -> list[VpcView]:
-    return [VpcView(*row) for row in sql.all(_VPC_SELECT + " ORDER BY v.id")]
+def vpc_views(sql: Sql, *, zone_id: str | None = None) -> list[VpcView]:
+    query, params = _VPC_SELECT, {}
+    if zone_id is not None:
+        query, params["zone_id"] = query + " WHERE v.zone_id = :zone_id", zone_id
+    return [VpcView(*row) for row in sql.all(query + " ORDER BY v.id", **params)]
 
 
 def delete_vpc(session: Session, vpc_id: str) -> None:

@@ -25,10 +25,12 @@ from provider_service.models import DirectConnectPort
 blueprint = Blueprint("direct_connect", __name__, url_prefix="/v1")
 
 
-def _vtep_leaf(session: Session, name: str) -> None:
+def _vtep_leaf(session: Session, name: str) -> str:
+    """The zone of the VTEP leaf `name`."""
     device = device_state.get_device(session, name)
     if device.role != "leaf" or not device.vtep:
         raise Conflict(f"device {name} is not a VTEP leaf (role leaf, vtep true)")
+    return device.zone_id
 
 
 @blueprint.put("/devices/<name>/direct-connects/<interface>/<vlan>")
@@ -38,8 +40,11 @@ def put_direct_connect(name: str, interface: str, vlan: str) -> ResponseReturnVa
     network_id = Body.from_request(("network_id",)).get("network_id", v.parse_id)
 
     def work(session: Session) -> dict[str, Any]:
-        _vtep_leaf(session, name)
+        zone_id = _vtep_leaf(session, name)
         network = tenancy.get_network(session, network_id)
+        if network.zone_id != zone_id:
+            raise Conflict(f"network_id: network {network_id} is in zone {network.zone_id}, "
+                           f"device {name} in zone {zone_id}")
         if network.segment_allocation.space != "vni":
             raise BadRequest(f"network_id: network {network_id} is on a VLAN physical "
                              "network; direct connect maps VLANs to VNIs")

@@ -71,6 +71,13 @@ def test_direct_connect_needs_a_vtep_leaf_and_a_vxlan_network(api: Api) -> None:
                                {"network_id": "net1"}, 400)
     assert api.fails("PUT", "/v1/devices/leaf1/direct-connects/swp5/100",
                      {"network_id": "nope"}, 404)
+    api.ok("PUT", "/v1/zones/2", {})
+    api.ok("PUT", "/v1/physical-networks/201", {"zone_id": "2", "l2vni_range": "20000-20009",
+                                                "l3vni_range": "60000-60009"})
+    api.ok("PUT", "/v1/networks/other", {"zone_id": "2", "physical_network_id": "201",
+                                         "cidr": "10.9.0.0/24", "gateway": "10.9.0.1"})
+    assert "in zone 2" in api.fails("PUT", "/v1/devices/leaf1/direct-connects/swp5/100",
+                                    {"network_id": "other"}, 409)
     port = api.ok("PUT", "/v1/devices/leaf1/direct-connects/swp5/100", {"network_id": "net1"})
     assert api.ok("GET", "/v1/devices/leaf1/direct-connects") == [port]
     api.ok("DELETE", "/v1/devices/leaf1/direct-connects/swp5/100", status=204)
