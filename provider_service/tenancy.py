@@ -157,11 +157,7 @@ def network_view(sql: Sql, network_id: str) -> NetworkView:
 
 def network_views(sql: Sql, *, zone_id: str | None = None,
                   vpc_id: str | None = None) -> list[NetworkView]:
-    query, params = _NETWORK_SELECT + " WHERE 1 = 1", {}
-    if zone_id is not None:
-        query, params["zone_id"] = query + " AND n.zone_id = :zone_id", zone_id
-    if vpc_id is not None:
-        query, params["vpc_id"] = query + " AND n.vpc_id = :vpc_id", vpc_id
+    query, params = _filtered(_NETWORK_SELECT, "n", zone_id=zone_id, vpc_id=vpc_id)
     return [_network_row(row) for row in sql.all(query + " ORDER BY n.id", **params)]
 
 
@@ -324,10 +320,17 @@ def vpc_view(sql: Sql, vpc_id: str) -> VpcView:
 
 
 def vpc_views(sql: Sql, *, zone_id: str | None = None) -> list[VpcView]:
-    query, params = _VPC_SELECT, {}
-    if zone_id is not None:
-        query, params["zone_id"] = query + " WHERE v.zone_id = :zone_id", zone_id
+    query, params = _filtered(_VPC_SELECT, "v", zone_id=zone_id)
     return [VpcView(*row) for row in sql.all(query + " ORDER BY v.id", **params)]
+
+
+def _filtered(select: str, alias: str, **filters: str | None) -> tuple[str, dict[str, str]]:
+    """`select` narrowed to rows whose columns equal the filters given (None: any)."""
+    params = {column: value for column, value in filters.items() if value is not None}
+    if not params:
+        return select, params
+    return select + " WHERE " + " AND ".join(
+        f"{alias}.{column} = :{column}" for column in params), params
 
 
 def delete_vpc(session: Session, vpc_id: str) -> None:

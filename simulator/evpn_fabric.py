@@ -175,11 +175,21 @@ def _plug_vm(fabric: Fabric, vm: str, hv: str, bridge: str, address: str, gatewa
 
 
 def _l2vni_commands(bridge: str, vxlan: str, vni: int, local: str) -> list[str]:
+    return [_vxlan_add(vxlan, vni, local), *_bridge_commands(bridge, vxlan, suppress=True)]
+
+
+def _vxlan_add(vxlan: str, vni: int, local: str) -> str:
+    # Head-end replication from type-3 routes: no learning, no multicast group.
+    return f"link add {vxlan} type vxlan id {vni} local {local} dstport 4789 nolearning ttl 64"
+
+
+def _bridge_commands(bridge: str, vxlan: str, *, suppress: bool) -> list[str]:
+    """A bridge for one VNI with its VXLAN port; ARP/ND suppression on L2VNIs only."""
     return [
         f"link add {bridge} type bridge stp_state 0 mcast_snooping 0",
-        f"link add {vxlan} type vxlan id {vni} local {local} dstport 4789 nolearning ttl 64",
         f"link set {vxlan} mtu 1500 master {bridge}",
-        f"link set {vxlan} type bridge_slave learning off neigh_suppress on",
+        f"link set {vxlan} type bridge_slave learning off"
+        + (" neigh_suppress on" if suppress else ""),
         f"link set {vxlan} up", f"link set {bridge} up",
     ]
 
@@ -211,16 +221,9 @@ def _softgate(small: SmallFabric) -> None:
 
 def _moved_vxlan(fabric: Fabric, domain: str, vxlan: str, vni: int, local: str, bridge: str,
                  *, suppress: bool) -> None:
-    fabric.ip("sg1", "link", "add", vxlan, "type", "vxlan", "id", str(vni), "local", local,
-              "dstport", "4789", "nolearning", "ttl", "64")
-    fabric.ip("sg1", "link", "set", vxlan, "netns", fabric.ns(domain))
-    fabric.ip_batch(domain, [
-        f"link add {bridge} type bridge stp_state 0 mcast_snooping 0",
-        f"link set {vxlan} mtu 1500 master {bridge}",
-        f"link set {vxlan} type bridge_slave learning off"
-        + (" neigh_suppress on" if suppress else ""),
-        f"link set {vxlan} up", f"link set {bridge} up",
-    ])
+    fabric.ip_batch("sg1", [_vxlan_add(vxlan, vni, local),
+                            f"link set {vxlan} netns {fabric.ns(domain)}"])
+    fabric.ip_batch(domain, _bridge_commands(bridge, vxlan, suppress=suppress))
 
 
 # --- convergence ---------------------------------------------------------------------------
@@ -251,10 +254,9 @@ def missing_routes(small: SmallFabric) -> list[str]:
     net1 = small.segments[0]
     missing = []
     vteps = fabric.vtysh_json("hv1", f"show evpn vni {net1.vni} json")
-    remote = set(vteps.get("numRemoteVteps", []) if isinstance(
-        vteps.get("numRemoteVteps"), list) else vteps.get("remoteVteps", []))
+    # FRR 8.4 lists the remote VTEPs' addresses under this (misleading) key.
+    remote_ips = set(vteps.get("numRemoteVteps", []))
     wanted_vteps = {LOOPBACKS["hv2"], LOOPBACKS["sg1"]}
-    remote_ips = {vtep if isinstance(vtep, str) else vtep.get("ip", "") for vtep in remote}
     if not wanted_vteps <= remote_ips:
         missing.append(f"type-3 on hv1 for VNI {net1.vni}: have {sorted(remote_ips)}")
     macs = evpn_routes(fabric, "hv1", "macip")
