@@ -120,11 +120,13 @@ def running_service(
     state_dir: Path | None = None,
     extra_env: Mapping[str, str] | None = None,
     startup_timeout: float = STARTUP_TIMEOUT_S,
+    unix_socket: Path | None = None,
 ) -> Iterator[Service]:
     """A started, healthy service; stopped (with its workers) when the block ends.
 
     `database_url` empty means SQLite in the state directory; a PostgreSQL database must
     exist (the service migrates it on start). `threads` None keeps the service's default.
+    `unix_socket`: listen there too (agents in network namespaces reach it by path).
     """
     with tempfile.TemporaryDirectory(prefix="vxgate-service-") as scratch:
         directory = state_dir or Path(scratch)
@@ -132,6 +134,8 @@ def running_service(
         token = secrets.token_urlsafe(24)
         port = free_port()
         argv = _argv(port, workers, threads, directory, database_url)
+        if unix_socket is not None:
+            argv += ["--bind", f"unix:{unix_socket}"]
         log_path = directory / "service.log"
         process = _spawn(argv, log_path, _environment(token, extra_env))
         try:

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 
 from flask import Flask, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from provider_service.auth import authenticate
 from provider_service.config import Settings
 from provider_service.db import Database
-from provider_service.errors import ServiceError, Unauthorized
+from provider_service.errors import ServiceError
 from provider_service.validation import show
 
 log = logging.getLogger(__name__)
 
-API_PREFIX = "/v1"
 # The largest legitimate body is restore-network: every VM of a network with its user
 # data (CloudStack allows 1 MiB each, 32 KiB by default). CloudStack does not retry, so a
 # refused restore would leave the network unrestored: be generous.
@@ -35,7 +34,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     from provider_service.api import register_blueprints
 
     register_blueprints(app)
-    app.before_request(_authenticate)
+    app.before_request(authenticate)
     app.register_error_handler(ServiceError, _service_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
@@ -51,18 +50,6 @@ def db() -> Database:
     """The database of the app handling the current request."""
     database: Database = current_app.extensions[_DB_KEY]
     return database
-
-
-def _authenticate() -> None:
-    if not request.path.startswith(API_PREFIX + "/"):
-        return
-    settings: Settings = current_app.config["VXGATE_SETTINGS"]
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise Unauthorized("missing token: send 'Authorization: Bearer <token>'")
-    if not hmac.compare_digest(token.strip().encode(), settings.admin_token.encode()):
-        raise Unauthorized("invalid token")
 
 
 def _service_error(error: ServiceError) -> ResponseReturnValue:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -31,6 +31,12 @@ T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 WRITE_ATTEMPTS = 6
+# Last in every desired-state write: on PostgreSQL the row lock is then held only from
+# here to the commit, and no transaction waits for it while holding another lock. An
+# upsert: the one row need not be seeded (a truncated test database has none).
+_BUMP_VERSION = ("INSERT INTO state_version (id, version) VALUES (1, 1) ON CONFLICT (id)"
+                 " DO UPDATE SET version = state_version.version + 1")
+_READ_VERSION = "SELECT version FROM state_version WHERE id = 1"
 # PostgreSQL SQLSTATEs that mean "another transaction got in the way, try again".
 _PG_RETRY_SQLSTATES = {"40001", "40P01"}
 
@@ -66,17 +72,28 @@ class Database:
         except OperationalError as exc:
             raise Unavailable(f"database error: {_first_line(exc.orig)}") from exc
 
-    def write(self, work: Callable[[Session], T]) -> T:
-        return self._retrying(lambda: self._in_session(work))
+    def write(self, work: Callable[[Session], T], *, desired_state: bool = True) -> T:
+        """Run `work` in one write transaction. `desired_state=False` for writes that
+        only record what devices did or were sent (artifacts, status): they must not
+        wake the agents that wait for desired-state changes."""
+        return self._retrying(lambda: self._in_session(work, desired_state))
 
     def write_sql(self, work: Callable[[Sql], T]) -> T:
         """Like write(), for work that is plain SQL only: no ORM session to build and
         flush, which is a third of a network create's cost (see sql.py)."""
         return self._retrying(lambda: self._in_connection(work))
 
-    def _in_session(self, work: Callable[[Session], T]) -> T:
+    def state_version(self) -> int:
+        """The desired-state version: it changes when any write of desired state commits."""
+        with self.read() as session:
+            return int(session.execute(text(_READ_VERSION)).scalar() or 0)
+
+    def _in_session(self, work: Callable[[Session], T], desired_state: bool) -> T:
         with self._queued(), self._writer() as session, session.begin():
-            return work(session)
+            result = work(session)
+            if desired_state:
+                session.execute(text(_BUMP_VERSION))
+            return result
 
     def _in_connection(self, work: Callable[[Sql], T]) -> T:
         # A pooled driver connection, without SQLAlchemy's Connection and transaction
@@ -91,7 +108,9 @@ class Database:
             try:
                 if self.is_sqlite:
                     raw.cursor().execute("BEGIN IMMEDIATE")
-                result = work(Sql(raw, postgres=not self.is_sqlite))
+                sql = Sql(raw, postgres=not self.is_sqlite)
+                result = work(sql)
+                sql.run(_BUMP_VERSION)
                 raw.commit()
                 return result
             except dialect.loaded_dbapi.Error as exc:

@@ -30,11 +30,16 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="vxgate-service", description=__doc__)
-    parser.add_argument("--bind", default="127.0.0.1:8640", help="host:port to listen on")
+    parser.add_argument("--bind", action="append", default=None,
+                        help="host:port or unix:PATH to listen on; repeat for several "
+                             "(default 127.0.0.1:8640)")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    # One thread per worker measured fastest (bench/): threads of one process contend for
-    # the GIL while one of them holds the database write lock.
-    parser.add_argument("--threads", type=int, default=1, help="threads per worker")
+    # Every agent's long-poll (GET /config?wait=) holds a thread while it waits, so a
+    # worker needs threads beyond the one serving CloudStack. Waiting threads sleep and
+    # do not contend for the GIL; busy threads of one process do (bench/ measured one
+    # thread fastest under 8 concurrent writers): size this to the number of agents.
+    parser.add_argument("--threads", type=int, default=8,
+                        help="threads per worker (each waiting agent holds one)")
     parser.add_argument("--state-dir", type=Path, default=Path(DEFAULT_STATE_DIR),
                         help="holds the SQLite database and the admin token file")
     parser.add_argument("--database-url", default=None,
@@ -45,6 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    binds = args.bind or ["127.0.0.1:8640"]
     os.umask(0o077)  # the database will hold VM passwords and user data
     state_dir = args.state_dir.resolve()
     os.environ["VXGATE_STATE_DIR"] = str(state_dir)
@@ -62,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vxgate-service: {exc}", file=sys.stderr)
         return 2
     schema.upgrade(settings.database_url)
-    print(f"vxgate service: http://{args.bind}/v1  (database {_redact(settings.database_url)})")
+    print(f"vxgate service: http://{binds[0]}/v1  (database {_redact(settings.database_url)})")
     # The token itself only to a person at a terminal; a journal or a CI log gets the
     # file that holds it.
     token_file = os.environ.get("VXGATE_ADMIN_TOKEN_FILE", "")
@@ -70,9 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     shown = token or f"$(cat {token_file})"
     print(f"admin token:    {token or 'in ' + token_file}")
     print(f"try:            curl -H \"Authorization: Bearer {shown}\" "
-          f"http://{args.bind}/v1/zones", flush=True)
+          f"http://{binds[0]}/v1/zones", flush=True)
     options: dict[str, Any] = {
-        "bind": args.bind,
+        "bind": binds,
         "workers": args.workers,
         "threads": args.threads,
         # gthread even with one thread: the sync worker closes every connection, and the

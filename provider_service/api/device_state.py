@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import secrets
+import time
 from typing import Any
 
 from flask import Blueprint, request
@@ -26,6 +29,10 @@ MAX_REASON_CHARS = 1000
 _ARTIFACT_RE = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
 _OBJECT_KIND_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 RENDERED_ARTIFACTS = (ARTIFACT,)
+# Long-poll: an agent waits at most this long for a change, and the wait reads the
+# desired-state version this often (one integer; a render happens only when it moved).
+MAX_WAIT_S = 60
+WAIT_POLL_S = 0.1
 
 
 def parse_artifact_name(value: object, field: str) -> str:
@@ -82,27 +89,61 @@ def put_artifact(name: str, artifact: str) -> ResponseReturnValue:
         generation = ops.store_artifact(session, device, artifact, content)
         return {"device": name, "artifact": artifact, "generation": generation}
 
-    return db().write(work)
+    return db().write(work, desired_state=False)
 
 
 @blueprint.get("/devices/<name>/config")
 def get_config(name: str) -> ResponseReturnValue:
     """Renders the device's artifacts from the current desired state first: an artifact
-    whose text changed gets a new generation, one that did not keeps its own."""
+    whose text changed gets a new generation, one that did not keeps its own.
+
+    With `wait=S` this is a long-poll: when nothing changed after `since`, the answer
+    waits until the desired state changes in a way that changes this device's artifacts,
+    or S seconds pass (then it answers with no artifacts and the same generation)."""
     since = v.parse_int(request.args.get("since", "0"), "since", 0, 2**62)
+    wait = v.parse_int(request.args.get("wait", "0"), "wait", 0, MAX_WAIT_S)
+    deadline = time.monotonic() + wait
+    while True:
+        # Read before rendering: a change that commits during the render moves it.
+        version = db().state_version()
+        answer = db().write(lambda session: _render(session, name, since),
+                            desired_state=False)
+        if answer["artifacts"] or not _wait_for_change(version, deadline):
+            return answer
+
+
+def _render(session: Any, name: str, since: int) -> dict[str, Any]:
+    device = ops.get_device(session, name, lock=True)
+    ops.store_artifact(session, device, ARTIFACT, render_frr(compile_frr_intent(session, device)))
+    return {
+        "device": name,
+        "generation": device.config_generation,
+        "artifacts": {a.artifact: artifact_json(a)
+                      for a in ops.artifacts_since(session, device, since)},
+    }
+
+
+def _wait_for_change(version: int, deadline: float) -> bool:
+    """Whether the desired-state version moved from `version` before the deadline."""
+    while time.monotonic() < deadline:
+        time.sleep(min(WAIT_POLL_S, max(0.0, deadline - time.monotonic())))
+        if db().state_version() != version:
+            return True
+    return False
+
+
+@blueprint.post("/devices/<name>/token")
+def new_token(name: str) -> ResponseReturnValue:
+    """A new agent token for the device (the old one stops working). It is shown once:
+    the service keeps only its SHA-256 digest."""
+    token = secrets.token_urlsafe(32)
 
     def work(session: Any) -> dict[str, Any]:
-        device = ops.get_device(session, name, lock=True)
-        ops.store_artifact(session, device, ARTIFACT,
-                           render_frr(compile_frr_intent(session, device)))
-        return {
-            "device": name,
-            "generation": device.config_generation,
-            "artifacts": {a.artifact: artifact_json(a)
-                          for a in ops.artifacts_since(session, device, since)},
-        }
+        device = ops.get_device(session, name)
+        device.token_sha256 = hashlib.sha256(token.encode()).hexdigest()
+        return {"device": name, "token": token}
 
-    return db().write(work)
+    return db().write(work, desired_state=False)
 
 
 @blueprint.put("/devices/<name>/status")
@@ -115,7 +156,7 @@ def put_status(name: str) -> ResponseReturnValue:
         ops.record_status(session, ops.get_device(session, name), generation, reports)
         return {"device": name, "recorded": len(reports)}
 
-    return db().write(work)
+    return db().write(work, desired_state=False)
 
 
 @blueprint.get("/devices/<name>/status")
@@ -153,6 +194,8 @@ SCHEMAS: dict[str, Any] = {
                                                "properties": {
             "kind": {"type": "string"}, "id": {"type": "string"},
             "state": {"enum": list(OBJECT_STATES)}, "reason": {"type": "string"}}}}}},
+    "DeviceToken": {"type": "object", "properties": {
+        "device": {"type": "string"}, "token": {"type": "string"}}},
     "DeviceStatus": {"type": "object", "properties": {
         "device": {"type": "string"}, "generation": {"type": "integer"},
         "objects": {"type": "array", "items": {"type": "object"}}}},
@@ -160,15 +203,23 @@ SCHEMAS: dict[str, Any] = {
 PATHS: dict[str, Any] = {
     "/v1/devices/{name}/config": {
         "get": operation("Render the device's configs (frr.conf), then return the artifacts "
-                         "changed after generation `since` (default 0: all)",
+                         "changed after generation `since` (default 0: all); with `wait` "
+                         f"(seconds, at most {MAX_WAIT_S}) wait for a change first "
+                         "(long-poll). The device's own token may call this.",
                          response="DeviceConfig", errors=(400, 404)),
+    },
+    "/v1/devices/{name}/token": {
+        "post": operation("Issue a new agent token for the device (shown once; the old one "
+                          "stops working)", request=None, response="DeviceToken",
+                          errors=(404,)),
     },
     "/v1/devices/{name}/config/{artifact}": {
         "put": operation("Store a rendered artifact; bumps the generation if it changed",
                          request=None, response={"type": "object"}, errors=(400, 404, 409)),
     },
     "/v1/devices/{name}/status": {
-        "put": operation("Report per-object apply status", request="StatusReport",
+        "put": operation("Report per-object apply status (the device's own token may call "
+                         "this)", request="StatusReport",
                          response={"type": "object"}, errors=(400, 404)),
         "get": operation("Per-object apply status (filter: state)", response="DeviceStatus",
                          errors=(400, 404)),

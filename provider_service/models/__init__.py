@@ -2,7 +2,7 @@
 
 from provider_service.models import rules, vms  # noqa: F401  (register their tables)
 from provider_service.models.base import Base
-from provider_service.models.device_state import DeviceConfig, ObjectStatus
+from provider_service.models.device_state import DeviceConfig, ObjectStatus, StateVersion
 from provider_service.models.fabric import (
     Allocation,
     Device,
@@ -35,6 +35,7 @@ __all__ = [
     "PublicIp",
     "ReleasedNumber",
     "RoutingDomain",
+    "StateVersion",
     "UpstreamPeer",
     "Vpc",
     "Zone",
