@@ -7,7 +7,8 @@ the chain is reached through a verdict map, so adding a tier is still elements p
 chain). netfilter_render turns this into nft text: whole, or as the difference between
 two of them.
 
-  inet vxgate_fw  filter: ingress firewall (before DNAT), forwarding, egress, ACLs
+  inet vxgate_fw  filter: ingress firewall (before DNAT), forwarding, egress, ACLs,
+                  and IPv6 (routed, never NATed: fixed chains, guest prefixes in sets)
   ip vxgate_nat   source NAT, static NAT, port forwarding
   ip vxgate_lb    load balancers (DNAT through a slot map, see netfilter_lb)
 """
@@ -29,6 +30,7 @@ from agent.netfilter_state import (
     IPv4,
     Match,
     Net4,
+    Net6,
     RoutingDomain,
 )
 
@@ -61,6 +63,10 @@ FW_SKELETON: Final = """\
 	# VPC tiers: tier CIDR -> jump to its ACL chain (allow = return, deny = drop).
 	map acl_in { type ipv4_addr : verdict; flags interval; }
 	map acl_out { type ipv4_addr : verdict; flags interval; }
+	# IPv6: the guest prefixes (no new connection in from the uplink), and those whose
+	# network's egress default is deny.
+	set guest6 { type ipv6_addr; flags interval; }
+	set egress_denied6 { type ipv6_addr; flags interval; }
 @CHAINS@
 	chain ingress_filter {
 		type filter hook prerouting priority mangle; policy accept;
@@ -82,16 +88,42 @@ FW_SKELETON: Final = """\
 		iifname != @public_ifs accept
 		ct state established,related accept
 		meta l4proto icmp accept
+		# Neighbour discovery with the uplink's fe80:: next hop, and IPv6 ping.
+		meta l4proto ipv6-icmp accept
 		drop
 	}
 
 	chain forwarding {
 		type filter hook forward priority filter; policy drop;
-		meta nfproto != ipv4 drop
 		ct state established,related accept
 		ct state invalid drop
+		meta nfproto ipv6 jump forward6
 		iifname @public_ifs jump from_public
 		iifname != @public_ifs jump from_guest
+	}
+
+	# IPv6 is routed, never NATed. Firewall rules and ACL items are IPv4 in the contract
+	# (no IPv6 rules yet), so each guest prefix gets the default policy: nothing new in
+	# from the uplink, egress as its network's egress_default_allow says, nothing between
+	# VPC tiers (an ACL's terminal deny). ICMPv6 errors pass both ways (RFC 4890 4.3.1:
+	# path MTU discovery lives on packet-too-big); ct related already passes most.
+	chain forward6 {
+		icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, \
+parameter-problem } accept
+		iifname @public_ifs jump from_public6
+		oifname @public_ifs jump to_public6
+		drop
+	}
+
+	chain from_public6 {
+		ip6 daddr @guest6 icmpv6 type echo-request accept
+		drop
+	}
+
+	chain to_public6 {
+		ip6 saddr != @guest6 drop
+		ip6 saddr @egress_denied6 drop
+		accept
 	}
 
 	chain from_public {
@@ -234,7 +266,18 @@ def _fw_table(domain: RoutingDomain) -> TableData:
             _egress_policy(table, network)
         else:
             _acl_chains(table, network, network.acl)
+        if network.ipv6_cidr is not None:
+            _ipv6_policy(table, network, network.ipv6_cidr)
     return table
+
+
+def _ipv6_policy(table: TableData, network: GuestNetwork, prefix: Net6) -> None:
+    """A guest prefix is in guest6 (ingress: deny new; egress: only guest sources leave)
+    and, when its network denies egress by default, in egress_denied6. For a VPC tier as
+    for an isolated network: its ACL items are IPv4 and say nothing about IPv6."""
+    table.elements["guest6"][str(prefix)] = None
+    if not network.egress_default_allow:
+        table.elements["egress_denied6"][str(prefix)] = None
 
 
 def _within(sources: tuple[Net4, ...], cidr: Net4) -> tuple[Net4, ...]:

@@ -28,6 +28,7 @@ from typing import Any, Final, Literal, TypeVar, cast
 
 IPv4 = ipaddress.IPv4Address
 Net4 = ipaddress.IPv4Network
+Net6 = ipaddress.IPv6Network
 Protocol = Literal["tcp", "udp", "icmp", "all"]
 PortProtocol = Literal["tcp", "udp"]
 Direction = Literal["ingress", "egress"]
@@ -42,6 +43,8 @@ _ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,39}")
 _IFNAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
 # Plain dotted quad (optionally /len): ipaddress alone would accept more spellings.
 _V4_TEXT_RE: Final = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}(/[0-9]{1,2})?")
+# Hex groups and colons with a length: no zone index ("%eth0"), no dotted quad tail.
+_V6_NET_TEXT_RE: Final = re.compile(r"[0-9A-Fa-f:]{2,39}/[0-9]{1,3}")
 MAX_WEIGHT: Final = 1000
 ANY_NET: Final = Net4("0.0.0.0/0")
 
@@ -127,6 +130,25 @@ def parse_cidr(value: object, field: str) -> Net4:
     except ValueError as exc:
         raise StateError(f"{field}: not an IPv4 CIDR with host bits clear: {_show(value)}") \
             from exc
+
+
+def parse_cidr6(value: object, field: str) -> Net6:
+    """A guest IPv6 prefix: global or unique-local unicast, host bits clear."""
+    text = _str(value, field)
+    if not _V6_NET_TEXT_RE.fullmatch(text):
+        raise StateError(f"{field}: not an IPv6 CIDR: {_show(value)}")
+    try:
+        net = Net6(text, strict=True)
+    except ValueError as exc:
+        raise StateError(f"{field}: not an IPv6 CIDR with host bits clear: {_show(value)}") \
+            from exc
+    # Link-local never crosses the router, multicast is no subnet, and a /0 (or ::, ::1)
+    # in the guest prefix set would let the firewall treat the world as a guest.
+    if (net.prefixlen == 0 or net.is_multicast or net.is_link_local or net.is_loopback
+            or net.is_unspecified or net.is_site_local
+            or net.network_address.ipv4_mapped is not None):
+        raise StateError(f"{field}: not a unicast guest prefix: {_show(value)}")
+    return net
 
 
 def parse_port(value: object, field: str) -> int:
@@ -299,12 +321,16 @@ class GuestNetwork:
     # ACL ends in a terminal deny. Sorted by number.
     acl: tuple[AclItem, ...] | None
     source_nat_ip: IPv4 | None  # overrides the domain's
+    # The network's IPv6 prefix, None without IPv6. Routed, never NATed; the IPv6
+    # firewall is the default policy only (see netfilter_compile: firewall rules and
+    # ACL items are IPv4 in this contract).
+    ipv6_cidr: Net6 | None = None
 
     @staticmethod
     def parse(value: object, field: str) -> GuestNetwork:
         data = _obj(value, field)
         _known_keys(data, field, {"id", "cidr", "gateway", "egress_default_allow", "acl",
-                                  "source_nat_ip"})
+                                  "source_nat_ip", "ipv6_cidr"})
         cidr = parse_cidr(data.get("cidr"), f"{field}.cidr")
         gateway = parse_ip(data.get("gateway"), f"{field}.gateway")
         if gateway not in cidr:
@@ -316,11 +342,12 @@ class GuestNetwork:
             numbers = [item.number for item in acl]
             if len(set(numbers)) != len(numbers):
                 raise StateError(f"{field}.acl: two items share a number")
-        snat = data.get("source_nat_ip")
+        snat, cidr6 = data.get("source_nat_ip"), data.get("ipv6_cidr")
         return GuestNetwork(
             parse_id(data.get("id"), f"{field}.id"), cidr, gateway,
             _bool(data.get("egress_default_allow", True), f"{field}.egress_default_allow"),
-            acl, None if snat is None else parse_ip(snat, f"{field}.source_nat_ip"))
+            acl, None if snat is None else parse_ip(snat, f"{field}.source_nat_ip"),
+            None if cidr6 is None else parse_cidr6(cidr6, f"{field}.ipv6_cidr"))
 
 
 @dataclass(frozen=True)
@@ -506,6 +533,11 @@ def _check_networks(domain: RoutingDomain) -> None:
     for first, second in itertools.pairwise(ordered):
         if first.cidr.overlaps(second.cidr):
             raise StateError(f"domain.networks: {first.cidr} overlaps {second.cidr}")
+    # Overlapping prefixes would also be refused by the kernel's interval sets.
+    prefixes = sorted(n.ipv6_cidr for n in domain.networks if n.ipv6_cidr is not None)
+    for first6, second6 in itertools.pairwise(prefixes):
+        if first6.overlaps(second6):
+            raise StateError(f"domain.networks: {first6} overlaps {second6}")
 
 
 def _check_nat_mode(domain: RoutingDomain) -> None:

@@ -4,7 +4,8 @@ Everything is named `vxt<pid>-...` and recorded as it is created; cleanup delete
 what was recorded and kills only PIDs this module started. No veth has an end in the
 root namespace, so no test packet can leave the machine. Addresses: RFC 5737 for the
 "internet" (198.51.100.0/31 link, 192.0.2.0/24 client addresses, 203.0.113.0/24 public
-IPs), 10.1.x.0/24 for guests.
+IPs), 10.1.x.0/24 for guests; IPv6 (off unless a namespace asks for it) only from the
+RFC 3849 documentation prefix 2001:db8::/32, and fe80:: on links.
 
 Probing is done by one long-lived Python process per client namespace (PROBER), fed
 JSON lines on stdin: a probe costs a round trip, not an interpreter start.
@@ -26,10 +27,19 @@ import pytest
 PYTHON = "/usr/bin/python3"  # the system interpreter exists in every namespace
 
 # Answers every TCP connection with "<name> <peer ip>\n", then echoes lines prefixed
-# with the name until EOF; answers every UDP datagram with "<name> <peer ip>".
+# with the name until EOF; answers every UDP datagram with "<name> <peer ip>". Listens
+# on IPv4, and also on IPv6 (separate, v6-only sockets) when the 4th argument is "6".
 SERVER = r"""
 import socket, sys, threading
 name, tcp_ports, udp_ports = sys.argv[1], sys.argv[2], sys.argv[3]
+families = [(socket.AF_INET, "0.0.0.0")]
+if sys.argv[4:] == ["6"]:
+    families.append((socket.AF_INET6, "::"))
+def bound(family, address, kind, port):
+    s = socket.socket(family, kind); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind((address, port)); return s
 def serve_tcp(sock):
     while True:
         conn, peer = sock.accept()
@@ -43,24 +53,26 @@ def serve_udp(sock):
     while True:
         data, peer = sock.recvfrom(2048)
         sock.sendto(f"{name} {peer[0]}".encode(), peer)
-for port in filter(None, tcp_ports.split(",")):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", int(port))); s.listen(64)
-    threading.Thread(target=serve_tcp, args=(s,), daemon=True).start()
-for port in filter(None, udp_ports.split(",")):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", int(port)))
-    threading.Thread(target=serve_udp, args=(s,), daemon=True).start()
+for family, address in families:
+    for port in filter(None, tcp_ports.split(",")):
+        s = bound(family, address, socket.SOCK_STREAM, int(port)); s.listen(64)
+        threading.Thread(target=serve_tcp, args=(s,), daemon=True).start()
+    for port in filter(None, udp_ports.split(",")):
+        s = bound(family, address, socket.SOCK_DGRAM, int(port))
+        threading.Thread(target=serve_udp, args=(s,), daemon=True).start()
 print("ready", flush=True)
 threading.Event().wait()
 """
 
 # Reads {"op": ...} lines, writes one JSON answer per line. Open TCP connections are
-# kept by id so a test can hold one across ruleset changes.
+# kept by id so a test can hold one across ruleset changes. A host with ":" is IPv6.
 PROBER = r"""
 import json, socket, sys
 held = {}
+def family(q):
+    return socket.AF_INET6 if ":" in q["host"] else socket.AF_INET
 def tcp(q):
-    s = socket.socket(); s.settimeout(q["timeout"])
+    s = socket.socket(family(q)); s.settimeout(q["timeout"])
     if q.get("src"): s.bind((q["src"], 0))
     s.connect((q["host"], q["port"]))
     f = s.makefile()
@@ -69,8 +81,8 @@ def tcp(q):
     else: s.close()
     return line
 def udp(q):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(q["timeout"])
-    if q.get("src"): s.bind((q["src"], 0))
+    s = socket.socket(family(q), socket.SOCK_DGRAM); s.settimeout(q["timeout"])
+    if q.get("src") or q.get("sport"): s.bind((q.get("src") or "", q.get("sport") or 0))
     s.sendto(b"probe", (q["host"], q["port"]))
     data = s.recv(2048).decode(); s.close(); return data
 def send(q):
@@ -134,8 +146,9 @@ class Prober:
         ok, reply = self.ask(op="tcp", host=host, port=port, src=src, hold=hold)
         return reply if ok else None
 
-    def udp(self, host: str, port: int, src: str = "") -> str | None:
-        ok, reply = self.ask(op="udp", host=host, port=port, src=src)
+    def udp(self, host: str, port: int, src: str = "", sport: int = 0) -> str | None:
+        """One datagram and its answer; a fixed `sport` makes every call one flow."""
+        ok, reply = self.ask(op="udp", host=host, port=port, src=src, sport=sport)
         return reply if ok else None
 
     def send(self, hold: str, text: str) -> str | None:
@@ -152,7 +165,7 @@ class Lab:
     def ns(self, short: str) -> str:
         return f"{self.prefix}-{short}"
 
-    def add_ns(self, short: str, *, router: bool = False) -> str:
+    def add_ns(self, short: str, *, router: bool = False, ipv6: bool = False) -> str:
         name = self.ns(short)
         run("ip", "netns", "add", name)
         self.namespaces.append(name)
@@ -161,8 +174,15 @@ class Lab:
         # within a bridge must not meet the router's forward chain.
         sysctls = ["net.ipv4.ip_forward=1" if router else "net.ipv4.ip_forward=0",
                    "net.bridge.bridge-nf-call-iptables=0",
-                   "net.bridge.bridge-nf-call-ip6tables=0",
-                   "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"]
+                   "net.bridge.bridge-nf-call-ip6tables=0"]
+        if ipv6:
+            # No duplicate address detection: an address is usable at once instead of
+            # "tentative" for a second, and these links hold no duplicates.
+            sysctls += [f"net.ipv6.conf.all.forwarding={int(router)}",
+                        "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"]
+        else:
+            sysctls += ["net.ipv6.conf.all.disable_ipv6=1",
+                        "net.ipv6.conf.default.disable_ipv6=1"]
         run("ip", "netns", "exec", name, "sysctl", "-qw", *sysctls)
         run("ip", "-n", name, "link", "set", "lo", "up")
         return name
@@ -187,14 +207,23 @@ class Lab:
             assert process.stdout.readline().strip() == "ready"
         return process
 
-    def server(self, ns: str, name: str, tcp: list[int], udp: list[int]) -> None:
-        self.start(ns, SERVER, name, ",".join(map(str, tcp)), ",".join(map(str, udp)),
-                   wait_ready=True)
+    def server(self, ns: str, name: str, tcp: list[int], udp: list[int], *,
+               ipv6: bool = False) -> subprocess.Popen[str]:
+        return self.start(ns, SERVER, name, ",".join(map(str, tcp)), ",".join(map(str, udp)),
+                          "6" if ipv6 else "4", wait_ready=True)
+
+    def stop(self, process: subprocess.Popen[str]) -> None:
+        """Ends a process this lab started (by its PID), and waits for it: its sockets
+        are closed when this returns."""
+        assert process in self.pids, "only processes this lab started"
+        process.kill()
+        process.wait(timeout=5)
 
     def prober(self, ns: str) -> Prober:
         return Prober(self.start(ns, PROBER))
 
     def ping(self, ns: str, host: str) -> bool:
+        """One echo request (IPv4 or IPv6, by the address), one second to answer."""
         return run("ip", "netns", "exec", ns, "ping", "-c1", "-W1", "-q", host,
                    check=False).returncode == 0
 

@@ -253,6 +253,13 @@ def test_lb_established_connection_survives_member_changes(world: World) -> None
     world.apply(lb_state("roundrobin", [("10.1.1.11", False), ("10.1.1.13", True)]))
     assert world.inet.send("a", "and now") == "vm1 and now"
     assert {backend_of(world.inet.tcp(LB_IP, 80)) for _ in range(4)} == {"vm3"}
+    # Nor does a whole-ruleset rebuild (tables deleted and created in one transaction):
+    # the NAT binding lives in conntrack, not in the table.
+    world.applier.forget()
+    result = world.apply(lb_state("roundrobin", [("10.1.1.12", True)]))
+    assert result.mode == "full"
+    assert world.inet.send("a", "after a rebuild") == "vm1 after a rebuild"
+    assert {backend_of(world.inet.tcp(LB_IP, 80)) for _ in range(4)} == {"vm2"}
 
 
 def test_routed_mode_no_nat_firewall_applies(world: World) -> None:

@@ -95,6 +95,34 @@ def test_port_ranges_keep_or_expand() -> None:
     assert nat["pf_port"]["203.0.113.2 . tcp . 6002"] == "10.1.1.12 . 7002"
 
 
+def test_ipv6_prefixes_are_set_elements() -> None:
+    fw = compile_domain(domain("isolated"))[0]
+    assert fw.elements["guest6"] == {"2001:db8:1:1::/64": None}
+    assert fw.elements["egress_denied6"] == {"2001:db8:1:1::/64": None}  # egress deny
+    vpc = compile_domain(domain("vpc"))[0]
+    assert vpc.elements["guest6"] == {"2001:db8:20:1::/64": None}
+    assert vpc.elements["egress_denied6"] == {}  # tiers default to allow
+    assert "ipv6" not in "".join(compile_domain(domain("vpc"))[1].elements)  # no v6 NAT
+
+
+def test_adding_ipv6_to_a_network_is_one_element() -> None:
+    data = raw("vpc")
+    data["networks"][1]["ipv6_cidr"] = "2001:db8:20:2::/64"
+    delta = render_delta(domain("vpc"), RoutingDomain.from_json(data))
+    assert delta == f"add element {FW} guest6 {{\n\t2001:db8:20:2::/64\n}}\n"
+
+
+def test_the_fake_holds_the_ipv6_chains_and_sets() -> None:
+    fake = FakeNft()
+    fake.apply("ns", render_full(domain("isolated")))
+    table = fake.namespaces["ns"][FW]
+    assert table.chains["forward6"][-1] == "drop"
+    assert "ip6 saddr @egress_denied6 drop" in table.chains["to_public6"]
+    assert fake.elements("ns", FW, "guest6") == {"2001:db8:1:1::/64": None}
+    fake.apply("ns", f"delete element {FW} guest6 {{\n\t2001:db8:1:1::/64\n}}\n")
+    assert fake.elements("ns", FW, "guest6") == {}
+
+
 def test_routed_domain_has_no_nat_elements() -> None:
     tables = compile_domain(domain("routed"))
     nat = tables[1]
@@ -119,6 +147,10 @@ def _mutations() -> list[tuple[str, RoutingDomain, RoutingDomain]]:
         ("tier added", fewer_tiers, vpc),
         ("snat ip moves", vpc, replace(vpc, source_nat_ip=IPv4Address("203.0.113.30"))),
         ("firewall rules gone", iso, replace(iso, firewall_rules=())),
+        ("ipv6 removed", iso, replace(iso, networks=(replace(iso.networks[0],
+                                                             ipv6_cidr=None),))),
+        ("ipv6 egress flips", iso, replace(iso, networks=(replace(
+            iso.networks[0], egress_default_allow=True),))),
     ]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network
 from typing import Any
 
 import pytest
@@ -70,6 +70,19 @@ INJECTIONS = [
     ("load_balancers.0.backends.0.alive", 1, "domain.load_balancers[0].backends[0].alive"),
     ("mode", "bridged", "domain.mode"),
     ("colour", "blue", "domain"),
+    ("networks.0.ipv6_cidr", "2001:db8:1:1::1/64", "domain.networks[0].ipv6_cidr"),
+    ("networks.0.ipv6_cidr", "2001:db8:1:1::", "domain.networks[0].ipv6_cidr"),
+    ("networks.0.ipv6_cidr", "10.1.1.0/24", "domain.networks[0].ipv6_cidr"),
+    ("networks.0.ipv6_cidr", "fe80::%eth0/64", "domain.networks[0].ipv6_cidr"),
+    ("networks.0.ipv6_cidr", "::ffff:10.1.1.0/120", "domain.networks[0].ipv6_cidr"),
+    ("networks.0.ipv6_cidr", "2001:db8::/64 } accept", "domain.networks[0].ipv6_cidr"),
+    ("networks.0.ipv6_cidr", 20010000, "domain.networks[0].ipv6_cidr"),
+    ("networks.0.ipv6_cidr", "2001:db8::/129", "domain.networks[0].ipv6_cidr"),
+    ("networks.0.ipv6_cidr", "::/0", "domain.networks[0].ipv6_cidr"),
+    ("networks.0.ipv6_cidr", "fe80::/64", "domain.networks[0].ipv6_cidr"),
+    ("networks.0.ipv6_cidr", "ff05::/64", "domain.networks[0].ipv6_cidr"),
+    ("networks.0.ipv6_cidr", "::1/128", "domain.networks[0].ipv6_cidr"),
+    ("networks.0.ipv6_cidr", "::ffff:0:0/96", "domain.networks[0].ipv6_cidr"),
 ]
 
 
@@ -102,6 +115,7 @@ CROSS_CHECKS = [
     ("vpc", "firewall_rules", [{"id": "1", "direction": "egress", "network": "301"}], "ACL"),
     ("routed", "source_nat_ip", "203.0.113.9", "no NAT"),
     ("isolated", "firewall_rules.0.public_ip", None, "public_ip"),
+    ("vpc", "networks.1.ipv6_cidr", "2001:db8:20:1:8000::/80", "overlaps"),
 ]
 
 
@@ -113,6 +127,18 @@ def test_refuses_what_cloudstack_would(name: str, path: str, value: Any, words: 
         data["firewall_rules"][0].pop("public_ip")
     with pytest.raises(StateError, match=words):
         RoutingDomain.from_json(data)
+
+
+def test_ipv6_prefix_is_optional_and_typed() -> None:
+    vpc = RoutingDomain.from_json(raw("vpc"))
+    assert vpc.networks[0].ipv6_cidr == IPv6Network("2001:db8:20:1::/64")
+    assert vpc.networks[1].ipv6_cidr is None  # absent: no IPv6
+    data = raw("vpc")
+    data["networks"][1]["ipv6_cidr"] = "2001:DB8:20:2::/64"  # upper case is one spelling
+    data["networks"][0]["ipv6_cidr"] = "fd00:20:1::/48"  # unique local, any length
+    tiers = RoutingDomain.from_json(data).networks
+    assert tiers[1].ipv6_cidr == IPv6Network("2001:db8:20:2::/64")
+    assert tiers[0].ipv6_cidr == IPv6Network("fd00:20:1::/48")
 
 
 def test_port_range_spellings() -> None:
