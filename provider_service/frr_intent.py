@@ -156,31 +156,47 @@ def _segments(networks: list[tenancy.NetworkView], rt_asn: int) -> tuple[EvpnSeg
 def _tenant_vrfs(networks: list[tenancy.NetworkView], vpcs: list[tenancy.VpcView],
                  rt_asn: int) -> tuple[TenantVrf, ...]:
     """One VRF per routing domain: every VPC (also before its first tier) and every
-    isolated network. A domain on a VLAN physical network has no L3VNI in EVPN."""
-    # A VPC without tiers yet has no segment to say which kind of physical network it is
-    # on, and an L3VNI with no L2VNI would carry nothing: it gets its VRF, no L3VNI.
-    evpn: dict[int, bool] = {vpc.l3vni: False for vpc in vpcs}
+    isolated network."""
+    evpn = evpn_domains(networks, vpcs)
     prefixes: dict[int, list[str]] = {vpc.l3vni: [] for vpc in vpcs}
     for network in networks:
-        evpn[network.l3vni] = evpn.get(network.l3vni, False) or network.segment_kind == "vni"
         prefixes.setdefault(network.l3vni, []).append(network.cidr)
     return tuple(
         TenantVrf(name=vrf_name(l3vni), l3vni=l3vni if evpn[l3vni] else None,
                   route_target=route_target(rt_asn, l3vni),
-                  prefixes=tuple(sorted(set(prefixes[l3vni]), key=_prefix_key)))
+                  prefixes=tuple(sorted(set(prefixes[l3vni]), key=prefix_key)))
         for l3vni in sorted(evpn)
     )
 
 
+def evpn_domains(networks: list[tenancy.NetworkView],
+                 vpcs: list[tenancy.VpcView]) -> dict[int, bool]:
+    """Every routing domain's L3VNI, and whether the domain has it in EVPN (the SoftGate's
+    links build the L3VNI device exactly when FRR configures it). A domain on a VLAN
+    physical network has no L3VNI in EVPN."""
+    # A VPC without tiers yet has no segment to say which kind of physical network it is
+    # on, and an L3VNI with no L2VNI would carry nothing: it gets its VRF, no L3VNI.
+    evpn: dict[int, bool] = {vpc.l3vni: False for vpc in vpcs}
+    for network in networks:
+        evpn[network.l3vni] = evpn.get(network.l3vni, False) or network.segment_kind == "vni"
+    return evpn
+
+
 def _announced(session: Session, zone_id: str,
                networks: list[tenancy.NetworkView]) -> tuple[str, ...]:
+    routed = [network.cidr for network in networks if network.mode == "routed"]
+    return tuple(sorted({*public_pools(session, zone_id), *routed}, key=prefix_key))
+
+
+def public_pools(session: Session, zone_id: str) -> list[str]:
+    """The zone's public ranges (every range an acquired public IP is in), sorted: what a
+    SoftGate announces upstream and holds a blackhole route for."""
     pools = session.scalars(
         select(PublicIp.cidr).where(PublicIp.zone_id == zone_id).distinct()
     ).all()
-    routed = [network.cidr for network in networks if network.mode == "routed"]
-    return tuple(sorted({*pools, *routed}, key=_prefix_key))
+    return sorted(pools, key=prefix_key)
 
 
-def _prefix_key(cidr: str) -> tuple[int, int, int]:
+def prefix_key(cidr: str) -> tuple[int, int, int]:
     network = ipaddress.ip_network(cidr, strict=False)
     return (network.version, int(network.network_address), network.prefixlen)
