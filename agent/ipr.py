@@ -376,12 +376,12 @@ class Ipr:
     def add_route(self, netns: str | None, route: Route, *, replace: bool = False) -> None:
         ipr = self._ipr(netns)
         verb = "replace" if replace else "add"
-        with failing(f"{where(netns)}: {verb} route {_show_route(route)}"):
+        with failing(f"{where(netns)}: {verb} route {show_route(route)}"):
             ipr.route(verb, **self._route_spec(ipr, route))
 
     def delete_route(self, netns: str | None, route: Route) -> None:
         ipr = self._ipr(netns)
-        with failing(f"{where(netns)}: delete route {_show_route(route)}"):
+        with failing(f"{where(netns)}: delete route {show_route(route)}"):
             ipr.route("del", **self._route_spec(ipr, route))
 
     def _route_spec(self, ipr: Any, route: Route) -> dict[str, Any]:
@@ -431,7 +431,7 @@ def _describe(up: bool | None, mtu: int | None, mac: str | None, master: str | N
     return " ".join(part for part in parts if part)
 
 
-def _show_route(route: Route) -> str:
+def show_route(route: Route) -> str:
     if route.blackhole:
         return f"blackhole {route.dst}"
     return f"{route.dst} via {route.gateway}" + (f" dev {route.dev}" if route.dev else "")

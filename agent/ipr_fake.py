@@ -23,7 +23,17 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
-from agent.ipr import PROTO, Interface, IprApi, Link, LinkError, Route, Vxlan, where
+from agent.ipr import (
+    PROTO,
+    Interface,
+    IprApi,
+    Link,
+    LinkError,
+    Route,
+    Vxlan,
+    show_route,
+    where,
+)
 
 _IFNAME_RE: Final = re.compile(r"[^/\s:]{1,15}")
 DEFAULT_SYSCTLS: Final = {
@@ -266,7 +276,7 @@ class FakeIpr:
     def add_foreign_route(self, netns: str | None, route: Route, proto: int = 4, *,
                           replace: bool = False) -> None:
         """A route with any protocol number (4: static, as `ip route add` makes)."""
-        what = f"{where(netns)}: {'replace' if replace else 'add'} route {route}"
+        what = f"{where(netns)}: {'replace' if replace else 'add'} route {show_route(route)}"
         self._change(what)
         space = self._ns(netns, what)
         self._check_nexthop(netns, route, what)
@@ -289,7 +299,7 @@ class FakeIpr:
             raise _fail(errno.ENETUNREACH, what)
 
     def delete_route(self, netns: str | None, route: Route) -> None:
-        what = f"{where(netns)}: delete route {route}"
+        what = f"{where(netns)}: delete route {show_route(route)}"
         self._change(what)
         space = self._ns(netns, what)
         if (route, PROTO) not in space.routes:

@@ -38,7 +38,17 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Final
 
-from agent.ipr import Interface, IprApi, Link, LinkError, Network, Route, Vxlan, where
+from agent.ipr import (
+    Interface,
+    IprApi,
+    Link,
+    LinkError,
+    Network,
+    Route,
+    Vxlan,
+    show_route,
+    where,
+)
 from agent.links_state import (
     NETNS_RE,
     UPLINK_ROOT_RE,
@@ -179,11 +189,11 @@ class _Run:
             return
         replace = seen is not None
         verb = "replace" if replace else "add"
-        self._do(f"{where(netns)}: {verb} route {_show(want)}",
+        self._do(f"{where(netns)}: {verb} route {show_route(want)}",
                  lambda: self.ipr.add_route(netns, want, replace=replace))
 
     def _delete_route(self, netns: str | None, route: Route) -> None:
-        self._do(f"{where(netns)}: delete route {_show(route)}",
+        self._do(f"{where(netns)}: delete route {show_route(route)}",
                  lambda: self.ipr.delete_route(netns, route))
 
     def _delete_link(self, netns: str | None, name: str) -> None:
@@ -290,9 +300,9 @@ class _Run:
     # --- 4. building a domain --------------------------------------------------------
 
     def _domain_failed(self, domain: Domain, exc: LinkError) -> None:
-        self._status("domain", domain.netns, str(exc))
         for segment in domain.segments:
             self._status("segment", segment.network, f"domain {domain.netns}: {exc}")
+        self._status("domain", domain.netns, str(exc))
 
     def _domain(self, domain: Domain, links: dict[str, Link] | None) -> None:
         netns = domain.netns
@@ -472,9 +482,3 @@ def _domain_root_routes(domain: Domain) -> list[Route]:
 
 def _sorted(addresses: Iterable[Interface]) -> list[Interface]:
     return sorted(addresses, key=lambda a: (a.version, int(a.ip), a.network.prefixlen))
-
-
-def _show(route: Route) -> str:
-    if route.blackhole:
-        return f"blackhole {route.dst}"
-    return f"{route.dst} via {route.gateway} dev {route.dev}"
