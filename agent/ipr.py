@@ -153,7 +153,8 @@ class Ipr:
 
     def __init__(self, max_handles: int = MAX_HANDLES) -> None:
         self.max_handles = max_handles
-        self._handles: OrderedDict[str | None, Any] = OrderedDict()
+        # netns -> (IPRoute, identity of the namespace it was opened in)
+        self._handles: OrderedDict[str | None, tuple[Any, tuple[int, int]]] = OrderedDict()
         self._names: dict[str | None, dict[int, str]] = {}  # ifindex -> name, last seen
 
     def __enter__(self) -> Ipr:
@@ -165,32 +166,46 @@ class Ipr:
     # --- handles and namespaces ------------------------------------------------------
 
     def _ipr(self, netns: str | None) -> Any:
-        handle = self._handles.pop(netns, None)
-        if handle is None:
-            with failing(f"{where(netns)}: open netlink"):
+        """The handle for `netns`, reopened when the name now stands for another
+        namespace (deleted and made again behind our back): a socket in the old one
+        would keep it alive and quietly send every request there."""
+        with failing(f"{where(netns)}: open netlink"):
+            identity = _identity(netns)
+            handle, opened = self._handles.pop(netns, (None, identity))
+            if handle is not None and opened != identity:
+                self._names.pop(netns, None)
+                handle.close()
+                handle = None
+            if handle is None:
                 handle = IPRoute() if netns is None else IPRoute(fileno=namespaces.socket_in(
                     netns, socket.AF_NETLINK, socket.SOCK_DGRAM).detach())
-            while len(self._handles) >= self.max_handles:
-                self._handles.popitem(last=False)[1].close()
-        self._handles[netns] = handle
+        while len(self._handles) >= self.max_handles:
+            self._handles.popitem(last=False)[1][0].close()
+        self._handles[netns] = (handle, identity)
         return handle
 
     def _forget(self, netns: str | None) -> None:
         self._names.pop(netns, None)
-        handle = self._handles.pop(netns, None)
+        handle, _ = self._handles.pop(netns, (None, None))
         if handle is not None:
             handle.close()
 
     def close(self) -> None:
         self._names.clear()
         while self._handles:
-            self._handles.popitem()[1].close()
+            self._handles.popitem()[1][0].close()
 
     def list_netns(self) -> list[str]:
+        """Also drops handles of namespaces whose name is gone, so they do not keep
+        those namespaces alive."""
         with failing("list namespaces"):
-            return namespaces.names()
+            found = namespaces.names()
+        for netns in [name for name in self._handles if name is not None and name not in found]:
+            self._forget(netns)
+        return found
 
     def create_netns(self, name: str) -> None:
+        self._forget(name)
         with failing(f"create namespace {name}"):
             namespaces.create(name)
 
@@ -418,6 +433,12 @@ def _netns_fd(netns: str | None) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
+
+
+def _identity(netns: str | None) -> tuple[int, int]:
+    path = f"{namespaces.NETNS_DIR}/{netns}" if netns else "/proc/thread-self/ns/net"
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
 
 
 def _sysctl_path(name: str) -> str:

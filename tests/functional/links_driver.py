@@ -218,6 +218,23 @@ def removal(report: Report) -> None:
     report.check("vxr5000010 still works", ping("vm1", "10.0.1.1"))
 
 
+def recreated_behind_our_back(report: Report) -> None:
+    """One long-lived handle set: after `ip netns del` + `ip netns add` the next apply must
+    build the domain into the new namespace, not into the old one our cached socket
+    still holds."""
+    state = LinksState.from_json(desired(D1, D3))
+    with Ipr() as ipr:
+        LinksApplier(ipr).apply(state)
+        sh("ip", "netns", "del", D3)
+        sh("ip", "netns", "add", D3)  # same name, another (empty) namespace
+        result = LinksApplier(ipr).apply(state)
+        report.check("a namespace remade behind our back is built again",
+                     result.ok and f"{D3}: add bridge vxl3001" in result.changes
+                     and ok("ip", "-n", D3, "link", "show", "vxl3001"), result.changes)
+        again = LinksApplier(ipr).apply(state)
+        report.check("and then left alone", again.changes == [], again.changes)
+
+
 def run() -> dict[str, Any]:
     require_sandbox()
     report = Report()
@@ -239,6 +256,7 @@ def run() -> dict[str, Any]:
                  again.changes)
     reapply_in_new_process(report, desired())
     removal(report)
+    recreated_behind_our_back(report)
     report.check("foreign objects untouched at the end", foreign_intact())
     return {"checks": report.checks, "timings": report.timings}
 

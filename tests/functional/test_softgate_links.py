@@ -78,6 +78,8 @@ def test_traffic_and_routes(report: dict[str, Any], name: str) -> None:
     "re-apply in the same process changes nothing",
     "a new process re-applies with zero changes",
     "adding two domains leaves vxr5000010 alone",
+    "a namespace remade behind our back is built again",
+    "and then left alone",
 ])
 def test_reapply_changes_nothing(report: dict[str, Any], name: str) -> None:
     check(report, name)
