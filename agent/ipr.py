@@ -3,7 +3,10 @@
 `IprApi` is what the links applier uses; `Ipr` implements it with pyroute2 and
 agent.ipr_fake.FakeIpr in memory. `netns=None` is the agent's own namespace (the
 SoftGate's). Every failure is a LinkError whose text is one line: what was done, where,
-and the kernel's reason ("vxr5: add bridge vxb7: File exists").
+and the kernel's reason ("vxr5: add bridge vxb7: File exists"). Calls are idempotent:
+adding what is there already as asked, or deleting what is gone, is no error; adding
+over something different (a veth where a bridge is wanted, a route of someone else's)
+is.
 
 Handles: pyroute2 0.9 opens a socket in a namespace by forking a helper that enters it
 and passes the socket back (6-10 ms per handle here). Instead the calling thread enters
@@ -25,7 +28,7 @@ import ipaddress
 import os
 import socket
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
@@ -56,7 +59,12 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class LinkError(RuntimeError):
-    """A netlink request, namespace or sysctl operation failed; `str()` is one line."""
+    """A netlink request, namespace or sysctl operation failed; `str()` is one line,
+    `code` the errno when there is one."""
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -119,8 +127,7 @@ class IprApi(Protocol):
     def set_bridge(self, netns: str | None, name: str, *, mcast_snooping: bool) -> None: ...
     def set_port(self, netns: str | None, name: str, *, learning: bool,
                  neigh_suppress: bool) -> None: ...
-    def delete_link(self, netns: str | None, name: str, *, missing_ok: bool = False
-                    ) -> None: ...
+    def delete_link(self, netns: str | None, name: str) -> None: ...
     def delete_links(self, netns: str | None, names: list[str]) -> None: ...
     def add_address(self, netns: str | None, name: str, address: Interface) -> None: ...
     def delete_address(self, netns: str | None, name: str, address: Interface) -> None: ...
@@ -139,13 +146,26 @@ def failing(what: str) -> Iterator[None]:
     """pyroute2's and the system's exceptions as one-line LinkErrors."""
     try:
         yield
+    except LinkError as exc:
+        raise LinkError(f"{what}: {exc}", exc.code) from None
     except NetlinkError as exc:
         reason = exc.args[1] if len(exc.args) > 1 and exc.args[1] else os.strerror(exc.code)
-        raise LinkError(f"{what}: {' '.join(str(reason).split())}") from None
+        raise LinkError(f"{what}: {' '.join(str(reason).split())}", exc.code) from None
     except OSError as exc:
-        raise LinkError(f"{what}: {exc.strerror or exc}") from None
+        raise LinkError(f"{what}: {exc.strerror or exc}", exc.errno) from None
     except (ValueError, KeyError, TypeError) as exc:
         raise LinkError(f"{what}: {exc!r}") from None
+
+
+@contextlib.contextmanager
+def unless(code: int, done: Callable[[], bool]) -> Iterator[None]:
+    """Idempotence: a LinkError with errno `code` is no error when `done()` says the
+    wanted state is already there (EEXIST for an add, ENODEV/ESRCH/... for a delete)."""
+    try:
+        yield
+    except LinkError as exc:
+        if exc.code != code or not done():
+            raise
 
 
 class Ipr:
@@ -205,13 +225,16 @@ class Ipr:
         return found
 
     def create_netns(self, name: str) -> None:
+        """There already is fine."""
         self._forget(name)
-        with failing(f"create namespace {name}"):
+        with unless(errno.EEXIST, lambda: name in namespaces.names()), \
+                failing(f"create namespace {name}"):
             namespaces.create(name)
 
     def delete_netns(self, name: str) -> None:
+        """Gone already is fine."""
         self._forget(name)
-        with failing(f"delete namespace {name}"):
+        with unless(errno.ENOENT, lambda: True), failing(f"delete namespace {name}"):
             namespaces.remove(name)
 
     # --- observation -----------------------------------------------------------------
@@ -282,11 +305,18 @@ class Ipr:
         """A veth pair with each end created in its namespace, IPv6 address generation
         off on both: their link-local addresses are ours (fe80::1, fe80::2)."""
         ipr = self._ipr(netns)
-        with failing(f"{where(netns)}: add veth {name} (peer {peer} in "
-                     f"{where(peer_netns)})"), _netns_fd(peer_netns) as fd:
+        with unless(errno.EEXIST, lambda: self._paired(netns, name, peer_netns, peer)), \
+                failing(f"{where(netns)}: add veth {name} (peer {peer} in "
+                        f"{where(peer_netns)})"), _netns_fd(peer_netns) as fd:
             ipr.link("add", ifname=name, kind="veth", peer={"ifname": peer, "net_ns_fd": fd})
         self._addrgenmode_none(netns, name)
         self._addrgenmode_none(peer_netns, peer)
+
+    def _paired(self, netns: str | None, name: str, peer_netns: str | None, peer: str
+                ) -> bool:
+        mine, theirs = self.link(netns, name), self.link(peer_netns, peer)
+        return (mine is not None and theirs is not None and mine.kind == theirs.kind == "veth"
+                and mine.peer == theirs.index and theirs.peer == mine.index)
 
     def _addrgenmode_none(self, netns: str | None, name: str) -> None:
         spec = {"attrs": [("AF_INET6", {"attrs": [("IFLA_INET6_ADDR_GEN_MODE",
@@ -295,16 +325,24 @@ class Ipr:
             self._ipr(netns).link("set", ifname=name, IFLA_AF_SPEC=spec)
 
     def add_bridge(self, netns: str | None, name: str) -> None:
-        with failing(f"{where(netns)}: add bridge {name}"):
+        with unless(errno.EEXIST, lambda: self._is(netns, name, "bridge")), \
+                failing(f"{where(netns)}: add bridge {name}"):
             self._ipr(netns).link("add", ifname=name, kind="bridge", br_stp_state=0,
                                   br_mcast_snooping=0)
+
+    def _is(self, netns: str | None, name: str, kind: str, vxlan: Vxlan | None = None
+            ) -> bool:
+        link = self.link(netns, name)
+        return link is not None and link.kind == kind and link.vxlan == vxlan
 
     def add_vxlan(self, name: str, spec: Vxlan, into: str | None) -> None:
         """Asked for from the agent's namespace with `into` as the link's namespace: the
         kernel binds the VXLAN socket where the request came from (`link-netnsid 0` in
         `into`), as creating it here and moving it would (lab FINDINGS §5), without the
-        move's synchronize_net (0.6 ms instead of 20 ms here)."""
-        with failing(f"{where(into)}: add vxlan {name} (VNI {spec.vni})"), \
+        move's synchronize_net (0.6 ms instead of 20 ms here). EEXIST is also the answer
+        when another device holds the VNI: then the error stands."""
+        with unless(errno.EEXIST, lambda: self._is(into, name, "vxlan", spec)), \
+                failing(f"{where(into)}: add vxlan {name} (VNI {spec.vni})"), \
                 _netns_fd(into) as fd:
             self._ipr(None).link(
                 "add", ifname=name, kind="vxlan", vxlan_id=spec.vni, vxlan_local=spec.local,
@@ -340,63 +378,65 @@ class Ipr:
             ipr.brport("set", index=self._index(ipr, name), learning=int(learning),
                        neigh_suppress=int(neigh_suppress))
 
-    def delete_link(self, netns: str | None, name: str, *, missing_ok: bool = False
-                    ) -> None:
-        try:
-            with failing(f"{where(netns)}: delete link {name}"):
-                self._ipr(netns).link("del", ifname=name)
-        except LinkError:
-            if missing_ok and self.link(netns, name) is None:
-                return
-            raise
+    def delete_link(self, netns: str | None, name: str) -> None:
+        """Gone already is fine."""
+        with unless(errno.ENODEV, lambda: True), failing(f"{where(netns)}: delete link {name}"):
+            self._ipr(netns).link("del", ifname=name)
 
     def delete_links(self, netns: str | None, names: list[str]) -> None:
         """Several links in one batch (see DOOMED_GROUP); one by one should anything
-        else in the namespace be in that group."""
-        if len(names) < 2:
-            for name in names:
-                self.delete_link(netns, name, missing_ok=True)
-            return
+        else in the namespace be in that group. Those gone already are fine."""
         ipr = self._ipr(netns)
         with failing(f"{where(netns)}: delete links {' '.join(names)}"):
-            for name in names:
-                ipr.link("set", ifname=name, group=DOOMED_GROUP)
-            members = {msg.get_attr("IFLA_IFNAME") for msg in ipr.link("dump")
-                       if msg.get_attr("IFLA_GROUP") == DOOMED_GROUP}
-            if members == set(names):
-                ipr.link("del", group=DOOMED_GROUP)
-                return
-        for name in names:
-            self.delete_link(netns, name, missing_ok=True)
+            present = {msg.get_attr("IFLA_IFNAME") for msg in ipr.link("dump")} & set(names)
+            if len(present) > 1:
+                for name in present:
+                    ipr.link("set", ifname=name, group=DOOMED_GROUP)
+                members = {msg.get_attr("IFLA_IFNAME") for msg in ipr.link("dump")
+                           if msg.get_attr("IFLA_GROUP") == DOOMED_GROUP}
+                if members == present:
+                    ipr.link("del", group=DOOMED_GROUP)
+                    return
+        for name in sorted(present):
+            self.delete_link(netns, name)
 
     # --- addresses and routes --------------------------------------------------------
 
     def add_address(self, netns: str | None, name: str, address: Interface) -> None:
+        """There already is fine."""
         ipr = self._ipr(netns)
         extra: dict[str, Any] = {}
         if address.version == 6:
             extra["flags"] = IFA_F_NODAD  # usable at once: no tentative gateway address
         elif address.network.prefixlen < 31:
             extra["broadcast"] = True  # `brd +`, as the virtual router has it
-        with failing(f"{where(netns)}: add address {address} to {name}"):
+        with unless(errno.EEXIST, lambda: True), \
+                failing(f"{where(netns)}: add address {address} to {name}"):
             ipr.addr("add", index=self._index(ipr, name), address=str(address.ip),
                      prefixlen=address.network.prefixlen, **extra)
 
     def delete_address(self, netns: str | None, name: str, address: Interface) -> None:
+        """Gone already is fine."""
         ipr = self._ipr(netns)
-        with failing(f"{where(netns)}: delete address {address} from {name}"):
+        with unless(errno.EADDRNOTAVAIL, lambda: True), \
+                failing(f"{where(netns)}: delete address {address} from {name}"):
             ipr.addr("del", index=self._index(ipr, name), address=str(address.ip),
                      prefixlen=address.network.prefixlen)
 
     def add_route(self, netns: str | None, route: Route, *, replace: bool = False) -> None:
+        """Ours there already is fine; a route of someone else's (or another of ours to
+        the same prefix, when not replacing) is an error and stays as it is."""
         ipr = self._ipr(netns)
         verb = "replace" if replace else "add"
-        with failing(f"{where(netns)}: {verb} route {show_route(route)}"):
+        with unless(errno.EEXIST, lambda: route in self.routes(netns)), \
+                failing(f"{where(netns)}: {verb} route {show_route(route)}"):
             ipr.route(verb, **self._route_spec(ipr, route))
 
     def delete_route(self, netns: str | None, route: Route) -> None:
+        """Gone already (or its device gone, which takes it) is fine."""
         ipr = self._ipr(netns)
-        with failing(f"{where(netns)}: delete route {show_route(route)}"):
+        with unless(errno.ESRCH, lambda: True), unless(errno.ENODEV, lambda: True), \
+                failing(f"{where(netns)}: delete route {show_route(route)}"):
             ipr.route("del", **self._route_spec(ipr, route))
 
     def _route_spec(self, ipr: Any, route: Route) -> dict[str, Any]:
@@ -413,7 +453,7 @@ class Ipr:
     def _index(ipr: Any, name: str) -> int:
         found = ipr.link_lookup(ifname=name)
         if not found:
-            raise LinkError(f"no link {name}")
+            raise LinkError(f"no link {name}", errno.ENODEV)
         return int(found[0])
 
 

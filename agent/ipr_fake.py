@@ -2,10 +2,12 @@
 
 It keeps namespaces (None is the agent's own, always there), their links with addresses
 and bridge-port flags, routes (ours, and foreign ones a test adds), and sysctls with a
-new namespace's kernel defaults. It refuses what the kernel refuses: a duplicate or a
-too long name, a missing namespace or link, a master that is not a bridge, a second
-VXLAN device with the same VNI on the agent's UDP socket, a duplicate address or route,
-a unicast route over a down link or to a gateway not on it. It also does what the
+new namespace's kernel defaults. Like agent.ipr it is idempotent (adding what is
+there as asked, deleting what is gone: no error), and it refuses what the kernel
+refuses: a name taken by another kind of link, a too long name, a missing namespace or
+link, a master that is not a bridge, a second VXLAN device with the same VNI on the
+agent's UDP socket, a route to a prefix someone else routes, a unicast route over a down
+link or to a gateway not on it. It also does what the
 kernel does on its own: deleting a veth end deletes its peer, deleting a link drops its
 routes and frees its ports, deleting a namespace deletes its links.
 
@@ -103,16 +105,15 @@ class FakeIpr:
         return sorted(name for name in self.namespaces if name is not None)
 
     def create_netns(self, name: str) -> None:
-        what = f"create namespace {name}"
-        self._change(what)
-        if name in self.namespaces:
-            raise _fail(errno.EEXIST, what)
-        self.namespaces[name] = self._fresh()
+        self._change(f"create namespace {name}")
+        if name not in self.namespaces:
+            self.namespaces[name] = self._fresh()
 
     def delete_netns(self, name: str) -> None:
-        what = f"delete namespace {name}"
-        self._change(what)
-        space = self._ns(name, what)
+        self._change(f"delete namespace {name}")
+        space = self.namespaces.get(name)
+        if space is None:
+            return
         for link in list(space.links):
             self._remove_link(name, link)
         del self.namespaces[name]
@@ -162,6 +163,8 @@ class FakeIpr:
         what = f"{where(netns)}: add veth {name} (peer {peer} in {where(peer_netns)})"
         self._change(what)
         self._ns(peer_netns, what)
+        if self.peers.get((netns, name)) == (peer_netns, peer):
+            return
         if peer in self.namespaces[peer_netns].links:
             raise _fail(errno.EEXIST, what)
         mine = self._new(netns, name, "veth", what)
@@ -173,12 +176,15 @@ class FakeIpr:
     def add_bridge(self, netns: str | None, name: str) -> None:
         what = f"{where(netns)}: add bridge {name}"
         self._change(what)
-        self._new(netns, name, "bridge", what, mcast_snooping=False)
+        if self.links(netns).get(name, Link("", 0, "", False, 0, "")).kind != "bridge":
+            self._new(netns, name, "bridge", what, mcast_snooping=False)
 
     def add_vxlan(self, name: str, spec: Vxlan, into: str | None) -> None:
         what = f"softgate: add vxlan {name} (VNI {spec.vni}) into {where(into)}"
         self._change(what)
-        self._ns(into, what)
+        existing = self._ns(into, what).links.get(name)
+        if existing is not None and existing.kind == "vxlan" and existing.vxlan == spec:
+            return
         if spec.vni in self.underlay:
             raise _fail(errno.EEXIST, what)
         self._new(into, name, "vxlan", what, vxlan=spec)
@@ -220,14 +226,11 @@ class FakeIpr:
             raise _fail(errno.EOPNOTSUPP, what)
         self._put(netns, replace(link, learning=learning, neigh_suppress=neigh_suppress))
 
-    def delete_link(self, netns: str | None, name: str, *, missing_ok: bool = False
-                    ) -> None:
+    def delete_link(self, netns: str | None, name: str) -> None:
         what = f"{where(netns)}: delete link {name}"
         self._change(what)
-        if missing_ok and name not in self._ns(netns, what).links:
-            return
-        self._link(netns, name, what)
-        self._remove_link(netns, name)
+        if name in self._ns(netns, what).links:
+            self._remove_link(netns, name)
 
     def delete_links(self, netns: str | None, names: list[str]) -> None:
         what = f"{where(netns)}: delete links {' '.join(names)}"
@@ -258,16 +261,12 @@ class FakeIpr:
         what = f"{where(netns)}: add address {address} to {name}"
         self._change(what)
         link = self._link(netns, name, what)
-        if address in link.addresses:
-            raise _fail(errno.EEXIST, what)
         self._put(netns, replace(link, addresses=link.addresses | {address}))
 
     def delete_address(self, netns: str | None, name: str, address: Interface) -> None:
         what = f"{where(netns)}: delete address {address} from {name}"
         self._change(what)
         link = self._link(netns, name, what)
-        if address not in link.addresses:
-            raise _fail(errno.EADDRNOTAVAIL, what)
         self._put(netns, replace(link, addresses=link.addresses - {address}))
 
     def add_route(self, netns: str | None, route: Route, *, replace: bool = False) -> None:
@@ -281,6 +280,8 @@ class FakeIpr:
         space = self._ns(netns, what)
         self._check_nexthop(netns, route, what)
         same = [(r, p) for r, p in space.routes if r.dst == route.dst]
+        if same == [(route, proto)]:
+            return
         if same and not replace:
             raise _fail(errno.EEXIST, what)
         space.routes = [(r, p) for r, p in space.routes if r.dst != route.dst]
@@ -302,9 +303,8 @@ class FakeIpr:
         what = f"{where(netns)}: delete route {show_route(route)}"
         self._change(what)
         space = self._ns(netns, what)
-        if (route, PROTO) not in space.routes:
-            raise _fail(errno.ESRCH, what)
-        space.routes.remove((route, PROTO))
+        if (route, PROTO) in space.routes:
+            space.routes.remove((route, PROTO))
 
     def close(self) -> None:
         pass

@@ -7,12 +7,15 @@ behind its back repairs exactly that.
 
 Order, for each apply:
 1. SoftGate level ("links" status): forwarding sysctls; strays of ours in the SoftGate's
-   namespace (a VXLAN device left there by a crash between create and move) deleted; our
-   routes (protocol ipr.PROTO) that no domain wants deleted; blackholes for the pools.
+   namespace (only `vxp<N>` belongs there: a `vxv<N>` there was made by hand or by a
+   create-then-move that died half-way) deleted; our routes (protocol ipr.PROTO) that no
+   domain wants deleted; blackholes for the pools.
 2. Domains no longer wanted: their `vxpub` (which takes the SoftGate-side `vxp<N>` with
-   it) and VXLAN devices deleted, then the namespace. Explicitly, because the kernel
-   tears a namespace down asynchronously: a VNI would otherwise still be bound for a
-   while, and a new domain reusing it would fail.
+   it) and VXLAN devices deleted in one batch, then the namespace. Explicitly, because
+   the kernel tears a namespace down asynchronously, and not at all while something
+   else holds it (FRR's `zebra -n` binds every VRF namespace into its own mount
+   namespace; a dnsmasq may still run in it): a VNI would stay bound on the SoftGate's
+   socket and `vxp<N>` with its routes would stay up.
 3. Every wanted domain that exists: our links that it does not want, or that have the
    wrong kind or VXLAN parameters (which the kernel cannot change in place), deleted, all
    domains before any is built, so a VNI can move from one domain to another.
@@ -198,7 +201,7 @@ class _Run:
 
     def _delete_link(self, netns: str | None, name: str) -> None:
         self._do(f"{where(netns)}: delete link {name}",
-                 lambda: self.ipr.delete_link(netns, name, missing_ok=True))
+                 lambda: self.ipr.delete_link(netns, name))
 
     def _delete_links(self, netns: str | None, names: list[str]) -> None:
         if names:
@@ -347,7 +350,7 @@ class _Run:
         renewed = root is None or inner is None or not (
             root.kind == inner.kind == "veth" and root.peer == inner.index
             and inner.peer == root.index)
-        if root is None or inner is None or renewed:
+        if root is None or inner is None or renewed:  # (the Nones spelt out for mypy)
             if inner is not None:
                 self._delete_link(netns, names.domain)
             if root is not None:
@@ -416,8 +419,9 @@ class _Run:
 
     def _vxlan(self, netns: str, links: dict[str, Link], name: str, spec: Vxlan,
                bridge: str, *, suppress: bool) -> None:
-        """Created in the SoftGate's namespace and moved in; MTU and master, then the
-        port flags (HER from EVPN: no learning; ARP/ND suppression on L2VNIs), then up."""
+        """Made from the SoftGate's namespace into the domain's (its UDP socket stays in
+        the SoftGate's); MTU and master, then the port flags (EVPN fills the FDB: no
+        learning; ARP/ND suppression on L2VNIs only), then up."""
         link = links.get(name)
         if link is None:
             self._do(f"{netns}: add vxlan {name} (VNI {spec.vni}, local {spec.local})",

@@ -23,10 +23,11 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from agent.ipr import PROTO, Ipr
+from agent.ipr import DOOMED_GROUP, PROTO, Ipr
 from agent.links_apply import ApplyResult, LinksApplier
 from agent.links_state import LinksState
 from simulator.sandbox import require_sandbox
+from tests.unit.ipr_contract import contract
 from tests.unit.links_samples import domain_json, links_json, vlan_segment_json
 
 D1, D2, D3 = "vxr5000010", "vxr5000020", "vxr4003"
@@ -235,9 +236,28 @@ def recreated_behind_our_back(report: Report) -> None:
         report.check("and then left alone", again.changes == [], again.changes)
 
 
+def ipr_contract(report: Report) -> None:
+    """agent.ipr on the real kernel keeps the contract the fake is tested against; and a
+    batch delete never takes a foreign link that happens to be in our group."""
+    with Ipr() as ipr:
+        for name, passed, detail in contract(ipr, lambda netns, prefix: sh(
+                "ip", "-n", netns, "route", "add", "blackhole", prefix)):
+            report.check(f"ipr: {name}", passed, detail)
+        ipr.create_netns("grouptest")
+        for name in ("cb1", "cb2", "foreign0"):
+            ipr.add_bridge("grouptest", name)
+        sh("ip", "-n", "grouptest", "link", "set", "foreign0", "group", str(DOOMED_GROUP))
+        ipr.delete_links("grouptest", ["cb1", "cb2"])
+        report.check("ipr: a batch delete spares a foreign link in our group",
+                     sorted(ipr.links("grouptest")) == ["foreign0", "lo"],
+                     sorted(ipr.links("grouptest")))
+        ipr.delete_netns("grouptest")
+
+
 def run() -> dict[str, Any]:
     require_sandbox()
     report = Report()
+    ipr_contract(report)
     foreign_objects()
     report.timed("apply of vxr5000010 alone", desired(D1))
     # With one uplink only: the SoftGate answers from 169.254.253.0 (with several, the

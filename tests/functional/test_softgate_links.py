@@ -96,6 +96,13 @@ def test_removal_takes_ours_only(report: dict[str, Any], name: str) -> None:
     check(report, name)
 
 
+def test_ipr_keeps_its_contract_on_the_real_kernel(report: dict[str, Any]) -> None:
+    """The same contract FakeIpr is held to in tests/unit/test_links_apply.py."""
+    checks = [c for c in report["checks"] if c["name"].startswith("ipr: ")]
+    assert len(checks) > 20
+    assert all(c["ok"] for c in checks), [c for c in checks if not c["ok"]]
+
+
 def test_it_is_fast(report: dict[str, Any]) -> None:
     timings = report["timings"]
     assert timings["first apply"] < 1000, timings  # ms, three domains

@@ -353,3 +353,16 @@ def test_missing_bridge_netfilter_sysctls_are_skipped(monkeypatch: pytest.Monkey
 
 def test_our_route_protocol_is_not_frrs() -> None:
     assert PROTO not in range(186, 199)  # FRR's daemons (196 is staticd), rt_protos.d
+
+
+# --- the fake keeps agent.ipr's contract (the functional test runs it on Ipr) --------
+
+
+def test_the_fake_keeps_the_ipr_contract() -> None:
+    from tests.unit.ipr_contract import contract
+
+    fake = FakeIpr()
+    checks = contract(fake, lambda netns, prefix: fake.add_foreign_route(
+        netns, Route(net(prefix))))
+    failed = [(name, detail) for name, ok, detail in checks if not ok]
+    assert not failed and len(checks) > 20
