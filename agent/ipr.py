@@ -12,9 +12,10 @@ Handles: pyroute2 0.9 opens a socket in a namespace by forking a helper that ent
 and passes the socket back (6-10 ms per handle here). Instead the calling thread enters
 the namespace, opens the netlink socket and comes back (agent.netns), and IPRoute wraps
 that socket: 0.7 ms including a first dump. Handles stay open per namespace in a small
-LRU (each holds a socket and an event loop); a namespace's handle is closed before the
-namespace is deleted, since an open socket would keep the namespace, and the VXLAN
-devices in it, alive.
+LRU (each holds a socket and an event loop). An open socket keeps its namespace, and
+the VXLAN devices in it, alive: a handle is closed before we delete its namespace, when
+list_netns no longer shows the name, and when the name now stands for another namespace
+(checked by inode on every use, for a namespace deleted and made again behind our back).
 
 Routes: ours carry routing protocol PROTO and only those are listed, replaced or
 deleted, so nobody else's routes (FRR's, an operator's) are ever touched.
