@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ class AgentLoop:
     unsent: dict[tuple[str, str], StatusReport] = field(default_factory=dict)
     service_failures: int = 0
     _resync_at: float = 0.0
+    _unsent_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self._resync_at = self.clock() + self.resync_s
@@ -140,18 +142,25 @@ class AgentLoop:
                         failed[0].reason)
         else:
             artifact.failures, artifact.applied_sha256 = 0, artifact.sha256
-        for report in reports:
-            self.unsent[(report.kind, report.id)] = report
+        self.enqueue(reports)
+
+    def enqueue(self, reports: list[StatusReport]) -> None:
+        """Reports to send with the next round; any thread (the health loop) may call."""
+        with self._unsent_lock:
+            for report in reports:
+                self.unsent[(report.kind, report.id)] = report
 
     def _send_reports(self) -> None:
-        if not self.unsent:
+        with self._unsent_lock:
+            sending, self.unsent = self.unsent, {}
+        if not sending:
             return
         try:
-            self.service.report(self.generation, list(self.unsent.values()))
+            self.service.report(self.generation, list(sending.values()))
         except ServiceUnreachable as exc:
             log.info("status report kept for later: %s", exc)
-            return
-        self.unsent.clear()
+            with self._unsent_lock:  # what came in meanwhile is newer: it wins
+                self.unsent = {**sending, **self.unsent}
 
     def _service_down(self, exc: ServiceUnreachable) -> None:
         self.service_failures += 1

@@ -9,12 +9,19 @@ again (`--test`): a line FRR refused shows up there, and only an empty delta is 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import time
 from pathlib import Path
 from typing import Protocol
 
 FRR_DIR = Path("/usr/lib/frr")
+NETNS_DIR = Path("/run/netns")
 RELOAD_TIMEOUT_S = 120.0
+# zebra's netns backend adopts a namespace about a second after it appears (it polls).
+ADOPT_TIMEOUT_S = 10.0
+_NETNS_VRF_RE = re.compile(r"^ netns /run/netns/(\S+)$", re.MULTILINE)
+_ACTIVE_VRF_RE = re.compile(r"^vrf (\S+) id \d+", re.MULTILINE)
 
 
 class FrrError(RuntimeError):
@@ -52,11 +59,39 @@ class FrrReload:
         temporary = candidate.with_suffix(".tmp")
         temporary.write_text(text)
         os.replace(temporary, candidate)
+        self._await_netns_vrfs(text)
         self._run("--reload", candidate)
         remaining = reload_delta(self._run("--test", candidate))
         if remaining:
             raise FrrError(f"FRR did not take {len(remaining)} line(s) of frr.conf, "
                            f"first: {remaining[0]!r}")
+
+    def _await_netns_vrfs(self, text: str) -> None:
+        """Wait until zebra has adopted every namespace this config names as a VRF. A
+        `vrf X / netns` line that arrives before zebra has taken the namespace itself
+        fails ("Can not associate NS") and leaves the VRF inactive for good."""
+        wanted = {name for name in _NETNS_VRF_RE.findall(text) if (NETNS_DIR / name).exists()}
+        deadline = time.monotonic() + ADOPT_TIMEOUT_S
+        while wanted:
+            wanted -= set(_ACTIVE_VRF_RE.findall(self._vtysh("show vrf")))
+            if wanted and time.monotonic() > deadline:
+                raise FrrError(f"zebra has not adopted namespace(s) {', '.join(sorted(wanted))}"
+                               f" within {ADOPT_TIMEOUT_S:.0f} s")
+            if wanted:
+                time.sleep(0.1)
+
+    def _vtysh(self, command: str) -> str:
+        argv = ["vtysh"]
+        if self.vty_dir is not None:
+            argv += ["--vty_socket", str(self.vty_dir)]
+        try:
+            done = subprocess.run([*argv, "-c", command], capture_output=True, text=True,
+                                  timeout=30, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise FrrError(f"vtysh {command!r}: {exc}") from exc
+        if done.returncode != 0:
+            raise FrrError(f"vtysh {command!r} failed: {_last_error(done)}")
+        return done.stdout
 
     def _run(self, mode: str, candidate: Path) -> str:
         argv = [str(self.frr_dir / "frr-reload.py"), mode, "--stdout",
@@ -75,10 +110,13 @@ class FrrReload:
 
 
 def _last_error(done: subprocess.CompletedProcess[str]) -> str:
-    lines = [line.strip() for line in (done.stderr + done.stdout).splitlines()
-             if line.strip()]
-    errors = [line for line in lines if "error" in line.lower() or "fail" in line.lower()]
-    return " ".join((errors or lines or [f"exit {done.returncode}"])[-1].split())[:300]
+    """frr-reload.py's complaint, one line: from its first error line on, joined."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", done.stderr + done.stdout)  # its log colours
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    first = next((i for i, line in enumerate(lines)
+                  if "error" in line.lower() or "fail" in line.lower()), None)
+    picked = lines[first:first + 6] if first is not None else lines[-1:]
+    return " ".join(" ".join(picked).split())[:400] or f"exit {done.returncode}"
 
 
 class FakeFrr:

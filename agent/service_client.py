@@ -20,6 +20,9 @@ from typing import Any, Protocol
 SOCKET_SLACK_S = 15.0
 
 
+_STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
 class ServiceUnreachable(RuntimeError):
     """The service could not be reached or refused the call; the message is one line."""
 
@@ -110,14 +113,21 @@ class ServiceClient:
     def _call(self, method: str, tail: str, body: Any, timeout: float) -> Any:
         path = f"{self._base}/v1/devices/{self._device}/{tail}"
         payload = None if body is None else json.dumps(body).encode()
-        try:
-            connection = self._open(timeout)
-            connection.request(method, path, body=payload, headers=self._headers)
-            response = connection.getresponse()
-            text = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            self.close()
-            raise ServiceUnreachable(f"{method} {path}: {_one_line(exc)}") from exc
+        for attempt in (1, 2):
+            reused = self._connection is not None
+            try:
+                connection = self._open(timeout)
+                connection.request(method, path, body=payload, headers=self._headers)
+                response = connection.getresponse()
+                text = response.read()
+                break
+            except (OSError, http.client.HTTPException) as exc:
+                self.close()
+                # The server closes idle keep-alive connections (gunicorn: 30 s); a
+                # request on one that died meanwhile is sent again, once, on a new one.
+                if attempt == 1 and reused and isinstance(exc, _STALE_CONNECTION):
+                    continue
+                raise ServiceUnreachable(f"{method} {path}: {_one_line(exc)}") from exc
         if response.status != 200:
             raise ServiceUnreachable(f"{method} {path}: HTTP {response.status}: "
                                      f"{_error_of(text)}")

@@ -2,23 +2,27 @@
 
 spine1 with hypervisors hv1 and hv2 and SoftGate sg1 under it, and up1, the provider's
 upstream router, peering with sg1. The service holds the desired state: an isolated
-network, a VPC with two tiers and a ROUTED network, and a public IP. Every FRR config
-of a fabric node is what `GET /v1/devices/<name>/config` returns; only up1, which is
-not ours, has a hand-written one.
+network, a VPC with two tiers and a ROUTED network, and a public IP. Every fabric node
+runs the vxgate agent, which applies what `GET /v1/devices/<name>/config` returns: the
+FRR config everywhere, and on sg1 also softgate.json (routing domains as namespaces,
+bridges, VXLAN, uplinks, nftables, dnsmasq, metadata). Only up1, which is not ours, has
+a hand-written config.
 
-The kernel side stands in for what the KVM agent (hypervisors) and the vxgate agent
-(SoftGate) build: one bridge and VXLAN device per VNI, tenant routing domains as
-network namespaces with their L3VNI, gateway addresses on the SoftGate's bridges.
+On the hypervisors the kernel side stands in for what CloudStack's KVM agent builds: one
+bridge and VXLAN device per VNI, VMs plugged into them.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from provider_service.frr_intent import vrf_name
+from bench.service import running_service
 from simulator.fabric import Fabric, run, wait_until
 from simulator.local_service import Request
 
@@ -31,6 +35,7 @@ FABRIC_NODES = ("spine1", "hv1", "hv2", "sg1")
 LOOPBACKS = {"spine1": "10.255.0.1", "hv1": "10.255.1.1", "hv2": "10.255.1.2",
              "sg1": "10.255.2.1"}
 GATEWAY_MAC = "02:00:5e:00:00:01"
+INTERNET_HOST = "192.0.2.1"  # RFC 5737, on up1: "the internet"
 
 
 @dataclass
@@ -45,6 +50,7 @@ class Segment:
 @dataclass
 class SmallFabric:
     fabric: Fabric
+    request: Request
     configs: dict[str, str] = field(default_factory=dict)  # node -> rendered frr.conf
     segments: list[Segment] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
@@ -98,21 +104,38 @@ def rendered_config(request: Request, device: str) -> str:
     return text
 
 
-def build(request: Request) -> SmallFabric:
-    """Declare the state, build the kernel side, start FRR on rendered configs and wait
-    until every session is up and every expected route is present. Tears the fabric
-    down if any step fails."""
+@contextmanager
+def running(workers: int = 1) -> Iterator[SmallFabric]:
+    """The service under gunicorn (also on a Unix socket, for the agents in their
+    namespaces) and a built fabric; everything stopped and removed afterwards."""
+    # A short path: a Unix socket's name is limited to 107 bytes.
+    with tempfile.TemporaryDirectory(prefix="vxsvc") as scratch:
+        socket_path = Path(scratch) / "service.sock"
+        with running_service(workers=workers, unix_socket=socket_path) as service:
+            small = build(service.ok, f"unix://{socket_path}")
+            try:
+                yield small
+            finally:
+                small.fabric.down()
+
+
+def build(request: Request, agent_service_url: str) -> SmallFabric:
+    """Declare the state, build the kernel side, start FRR and every fabric node's agent
+    (which applies the node's rendered config) and wait until every session is up and
+    every expected route is present. `agent_service_url` is where the agents reach the
+    service from inside their namespaces (unix:///path). Tears the fabric down if any
+    step fails."""
     segments = declare_state(request)
-    small = SmallFabric(Fabric(), segments=segments)
+    small = SmallFabric(Fabric(), request, segments=segments)
     try:
-        _build(small, request)
+        _build(small, request, agent_service_url)
     except BaseException:
         small.fabric.down()
         raise
     return small
 
 
-def _build(small: SmallFabric, request: Request) -> None:
+def _build(small: SmallFabric, request: Request, agent_service_url: str) -> None:
     fabric = small.fabric
     small.configs = {node: rendered_config(request, node) for node in FABRIC_NODES}
     for node in (*FABRIC_NODES, "up1", "vm1", "vm2", "vm3"):
@@ -124,18 +147,18 @@ def _build(small: SmallFabric, request: Request) -> None:
     fabric.veth("sg1", "wan", "up1", "to-sg1", mtu=1500)
     fabric.ip("sg1", "addr", "add", "198.51.100.0/31", "dev", "wan")
     fabric.ip("up1", "addr", "add", "198.51.100.1/31", "dev", "to-sg1")
+    fabric.ip("up1", "addr", "add", f"{INTERNET_HOST}/32", "dev", "lo")
     _hypervisors(small)
-    _softgate(small)
     start = time.monotonic()
     for node in (*FABRIC_NODES, "up1"):
-        vrfs = ({vrf_name(l3vni): f"sg1-{vrf_name(l3vni)}" for l3vni in small.l3vnis}
-                if node == "sg1" else None)
-        fabric.start_zebra(node, vrfs)
+        # sg1's agent makes its routing domains as namespaces: FRR's netns VRF backend.
+        fabric.start_zebra(node, netns_vrfs=node == "sg1")
     for node in (*FABRIC_NODES, "up1"):
         fabric.start_daemon(node, "bgpd")
         fabric.start_daemon(node, "bfdd")
     for node in FABRIC_NODES:
-        fabric.load_config(node, small.configs[node])
+        token = request("POST", f"/v1/devices/{node}/token", None)["token"]
+        fabric.start_agent(node, agent_service_url, token, softgate=node == "sg1")
     fabric.load_config("up1", UPSTREAM_CONFIG)
     small.timings["daemons started and configured"] = time.monotonic() - start
     small.timings["all sessions established"] = start_offset(
@@ -192,38 +215,6 @@ def _bridge_commands(bridge: str, vxlan: str, *, suppress: bool) -> list[str]:
         + (" neigh_suppress on" if suppress else ""),
         f"link set {vxlan} up", f"link set {bridge} up",
     ]
-
-
-def _softgate(small: SmallFabric) -> None:
-    """Each routing domain a namespace holding its L3VNI and its networks' bridges with
-    the gateway addresses; VXLAN devices are created in sg1 (their underlay socket stays
-    there) and moved in (lab FINDINGS §5)."""
-    fabric = small.fabric
-    local = LOOPBACKS["sg1"]
-    # BGP announces a `network` only while the RIB has a route for it (import check):
-    # a SoftGate attracts no traffic it cannot deliver. The agent routes public IPs and
-    # ROUTED CIDRs into their domains; here a blackhole stands in for those routes.
-    fabric.ip_batch("sg1", [f"route add blackhole {PUBLIC_POOL}",
-                            f"route add blackhole {ROUTED_CIDR}"])
-    for l3vni in small.l3vnis:
-        domain = f"sg1-{vrf_name(l3vni)}"
-        fabric.add_node(domain)
-        _moved_vxlan(fabric, domain, f"vx{l3vni}", l3vni, local, f"br{l3vni}", suppress=False)
-    for segment in small.segments:
-        domain = f"sg1-{vrf_name(segment.l3vni)}"
-        bridge = f"br{segment.vni}"
-        _moved_vxlan(fabric, domain, f"vx{segment.vni}", segment.vni, local, bridge,
-                     suppress=True)
-        prefix_length = segment.cidr.split("/")[1]
-        fabric.ip_batch(domain, [f"link set {bridge} address {GATEWAY_MAC}",
-                                 f"addr add {segment.gateway}/{prefix_length} dev {bridge}"])
-
-
-def _moved_vxlan(fabric: Fabric, domain: str, vxlan: str, vni: int, local: str, bridge: str,
-                 *, suppress: bool) -> None:
-    fabric.ip_batch("sg1", [_vxlan_add(vxlan, vni, local),
-                            f"link set {vxlan} netns {fabric.ns(domain)}"])
-    fabric.ip_batch(domain, _bridge_commands(bridge, vxlan, suppress=suppress))
 
 
 # --- convergence ---------------------------------------------------------------------------

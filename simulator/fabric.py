@@ -16,10 +16,13 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from agent.frr import reload_delta
 
 STATE_ROOT = Path("/run/vxgate-sim")
 FRR_DIR = Path("/usr/lib/frr")
@@ -130,11 +133,13 @@ class Fabric:
     def node_dir(self, node: str) -> Path:
         return self.dir / node
 
-    def start_zebra(self, node: str, vrfs: Mapping[str, str] | None = None) -> None:
+    def start_zebra(self, node: str, vrfs: Mapping[str, str] | None = None, *,
+                    netns_vrfs: bool = False) -> None:
         """Start zebra in the node's namespace and its own UTS namespace (FRR reports
         the uname hostname). `vrfs` maps VRF names to namespaces: zebra then runs with
         the netns VRF backend over a private /run/netns holding only those, under the
-        VRF names (lab FINDINGS §5)."""
+        VRF names (lab FINDINGS §5). `netns_vrfs`: the netns backend over an empty
+        private /run/netns, where the node's agent makes the VRF namespaces."""
         directory = self.node_dir(node)
         (directory / "netns").mkdir(parents=True, exist_ok=True)
         (directory / "vtysh.conf").write_text("service integrated-vtysh-config\n")
@@ -143,7 +148,7 @@ class Fabric:
             (directory / "netns" / vrf).touch()
             binds += f"mount --bind /run/netns/{self.ns(namespace)} {directory}/netns/{vrf}; "
         run(["chown", "-R", "frr:frr", str(directory)])
-        netns_backend = "-n " if vrfs else ""
+        netns_backend = "-n " if vrfs or netns_vrfs else ""
         # --rbind keeps the nsfs mounts under the private directory; --bind would not.
         script = (f"hostname {node}; {binds}mount --rbind {directory}/netns /run/netns; "
                   f"exec {FRR_DIR}/zebra {netns_backend}{self._daemon_options(node, 'zebra')}")
@@ -159,6 +164,27 @@ class Fabric:
         directory = self.node_dir(node)
         return (f"-d -F datacenter -P 0 -f /dev/null --vty_socket {directory} "
                 f"-z {directory}/zserv.api -i {directory}/{daemon}.pid")
+
+    def start_agent(self, node: str, service_url: str, token: str, *,
+                    softgate: bool = False) -> None:
+        """The vxgate agent of the node, in zebra's mount, network and UTS namespaces: it
+        sees the node's private /run/netns, so the namespaces it makes are the node's
+        alone and FRR's netns backend finds them. It leaves by the fabric's teardown."""
+        directory = self.node_dir(node)
+        token_file = directory / "agent-token"
+        token_file.touch(mode=0o600)
+        token_file.write_text(token + "\n")
+        argv = ["nsenter", "-t", str(self.pid(node, "zebra")), "-m", "-n", "-u",
+                sys.executable, "-m", "agent.main", "--service", service_url, "--device",
+                node, "--token-file", str(token_file), "--state-dir", str(directory / "agent"),
+                "--frr-vty-dir", str(directory), "--pid-file", str(directory / "agent.pid")]
+        if softgate:
+            argv.append("--softgate")
+        with (directory / "agent.log").open("ab") as log:
+            subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                             start_new_session=True)
+        wait_until(f"the agent of {node} to start", (directory / "agent.pid").exists,
+                   timeout=15)
 
     def pid(self, node: str, daemon: str) -> int:
         return int((self.node_dir(node) / f"{daemon}.pid").read_text())
@@ -205,19 +231,10 @@ class Fabric:
         self.down()
 
 
-def reload_delta(output: str) -> list[str]:
-    """The lines under frr-reload.py's "Lines To Delete" and "Lines To Add" headings."""
-    delta, collecting = [], False
-    for line in output.splitlines():
-        if line.startswith("Lines To Delete") or line.startswith("Lines To Add"):
-            collecting = True
-        elif collecting and line.strip() and not line.startswith("="):
-            delta.append(line.strip())
-    return delta
-
-
 def teardown(directory: Path) -> None:
-    pids = [pid for pid_file in sorted(directory.glob("*/*.pid"))
+    # Also deeper: the agents' dnsmasq and metadata servers keep theirs in the agent's
+    # state directory.
+    pids = [pid for pid_file in sorted(directory.glob("*/**/*.pid"))
             if (pid := _our_pid(pid_file)) is not None]
     for pid in pids:
         _signal(pid, signal.SIGTERM)

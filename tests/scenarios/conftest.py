@@ -9,7 +9,6 @@ import pytest
 
 from simulator import evpn_fabric
 from simulator.fabric import missing_prerequisites
-from simulator.local_service import in_process_service
 
 
 def require_fabric_prerequisites() -> None:
@@ -21,13 +20,8 @@ def require_fabric_prerequisites() -> None:
 
 
 @pytest.fixture(scope="module")
-def small_fabric(tmp_path_factory: pytest.TempPathFactory
-                 ) -> Iterator[evpn_fabric.SmallFabric]:
+def small_fabric() -> Iterator[evpn_fabric.SmallFabric]:
     require_fabric_prerequisites()
-    with in_process_service(tmp_path_factory.mktemp("fabric")) as request:
-        small = evpn_fabric.build(request)
-        try:
-            yield small
-        finally:
-            small.fabric.down()
-        assert not small.fabric.dir.exists()
+    with evpn_fabric.running() as small:
+        yield small
+    assert not small.fabric.dir.exists()

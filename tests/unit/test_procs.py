@@ -40,7 +40,8 @@ def test_our_process_is_found_and_stopped(tmp_path: Path) -> None:
                               f"--pid-file={pid_file}"])
     try:
         pid_file.write_text(f"{child.pid}\n")
-        assert procs.owned_pid(pid_file) == child.pid
+        # Until the child has exec'd, its cmdline is still this process's.
+        assert procs.wait_for(lambda: procs.owned_pid(pid_file) == child.pid, timeout=5)
         assert procs.stop_owned([pid_file]) == 1
         assert child.wait(timeout=5) != 0
         assert procs.owned_pid(pid_file) is None

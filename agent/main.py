@@ -1,0 +1,123 @@
+"""`vxgate-agent`: the daemon on a SoftGate, hypervisor or Linux leaf.
+
+    vxgate-agent --service http://192.0.2.5:8640 --device sg1 --token-file /etc/vxgate/token
+
+It fetches the device's artifacts from the service and applies them: frr.conf on every
+role, softgate.json (links, nftables, dnsmasq, metadata) on SoftGates. Stopping it leaves
+the data plane as it is: dnsmasq, the metadata server, nftables, links and FRR keep
+running, and the next start converges from what it finds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from agent.daemon import AgentLoop, ArtifactApplier, FrrArtifact
+from agent.frr import FrrReload
+from agent.service_client import Fetched, Service, ServiceClient, StatusReport
+
+log = logging.getLogger("vxgate-agent")
+DEFAULT_STATE_DIR = Path("/var/lib/vxgate-agent")
+
+
+class _Stop(Exception):
+    """Raised by SIGTERM/SIGINT while the loop waits in a long-poll (nothing half-done)."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="vxgate-agent", description=__doc__.split("\n")[0])
+    parser.add_argument("--service", required=True, help="the service's URL")
+    parser.add_argument("--device", required=True, help="this device's name in the service")
+    parser.add_argument("--token-file", required=True, type=Path,
+                        help="file holding the device's agent token")
+    parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
+                        help="frr.conf, dnsmasq and metadata files")
+    parser.add_argument("--softgate", action="store_true",
+                        help="also apply softgate.json (links, nftables, DHCP, metadata)")
+    parser.add_argument("--frr-vty-dir", type=Path, default=None,
+                        help="FRR with sockets and pid files in one directory (simulator)")
+    parser.add_argument("--pid-file", type=Path, default=None,
+                        help="write the agent's PID here (removed on a clean stop)")
+    parser.add_argument("--long-poll", type=int, default=25, help="seconds per long-poll")
+    parser.add_argument("--log-level", default="info")
+    return parser.parse_args(argv)
+
+
+def build_loop(args: argparse.Namespace, service: Service) -> AgentLoop:
+    appliers: dict[str, ArtifactApplier] = {
+        "frr.conf": FrrArtifact(FrrReload(args.state_dir / "frr", args.frr_vty_dir)),
+    }
+    loop = AgentLoop(service, appliers, long_poll_s=args.long_poll)
+    if args.softgate:
+        from agent.softgate import SoftGateArtifact
+
+        softgate = SoftGateArtifact.real(args.state_dir)
+        appliers["softgate.json"] = softgate
+        softgate.start_health_loop(loop.enqueue)
+    return loop
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        token = args.token_file.read_text(encoding="ascii").strip()
+        client = ServiceClient(args.service, args.device, token)
+    except (OSError, ValueError) as exc:
+        print(f"vxgate-agent: {exc}", file=sys.stderr)
+        return 2
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    if args.pid_file is not None:
+        args.pid_file.write_text(f"{os.getpid()}\n")
+    service = _Interruptible(client)
+    loop = build_loop(args, service)
+    signal.signal(signal.SIGTERM, service.on_signal)
+    signal.signal(signal.SIGINT, service.on_signal)
+    log.info("agent for %s started; service %s", args.device, args.service)
+    try:
+        loop.run(lambda: service.stop_requested)
+    except _Stop:
+        pass
+    finally:
+        client.close()
+        if args.pid_file is not None:
+            args.pid_file.unlink(missing_ok=True)
+    log.info("agent stopped; the data plane is left as it is")
+    return 0
+
+
+class _Interruptible:
+    """The service, with SIGTERM/SIGINT ending a long-poll at once. During an apply the
+    stop waits for it to finish: an apply cut in half would be repaired by the next
+    start, but need not be."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.stop_requested = False
+        self._waiting = False
+
+    def fetch(self, since: int, wait: int) -> Fetched:
+        self._waiting = True
+        try:
+            return self.service.fetch(since, wait)
+        finally:
+            self._waiting = False
+
+    def report(self, generation: int, reports: list[StatusReport]) -> None:
+        self.service.report(generation, reports)
+
+    def on_signal(self, _signum: int, _frame: FrameType | None) -> None:
+        self.stop_requested = True
+        if self._waiting:
+            raise _Stop
+
+
+if __name__ == "__main__":
+    sys.exit(main())

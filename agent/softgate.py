@@ -1,0 +1,180 @@
+"""softgate.json: a SoftGate's links, nftables, DHCP/DNS and metadata, applied in order.
+
+The artifact (docs/softgate-state.md) has one section per applier. Links go first: the
+namespaces, bridges and uplinks they make are where nftables tables, dnsmasq and the
+metadata server live. A domain whose namespace could not be made is reported and its
+rules wait for the next attempt; the other domains go on.
+
+Reports of the three appliers are merged per object: a network that nftables took but
+dnsmasq did not is one "error" with both reasons.
+
+Load balancers: the health loop (agent.lb_health) runs in its own thread and re-applies
+a domain when a backend's verdict changes; every netfilter apply, from either side,
+goes through `apply_with_health` under one lock, so a new desired state never brings a
+dead backend back and the two never interleave on a domain.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from agent.dhcp_apply import DhcpApplier
+from agent.dhcp_state import DhcpState, DhcpStateError
+from agent.lb_health import HealthChecker, apply_with_health, run_health_loop
+from agent.lb_probe import Prober
+from agent.links_apply import LinksApplier
+from agent.netfilter_apply import DomainApplier
+from agent.netfilter_state import RoutingDomain, StateError
+from agent.nft import NftRunner
+from agent.service_client import StatusReport
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+
+
+def apply_links(links: LinksApplier, data: object) -> tuple[set[str], list[StatusReport]]:
+    """The links section applied: the namespaces that are ready, and the reports."""
+    result = links.apply_json(data)
+    ready = {s.id for s in result.statuses if s.kind == "domain" and s.state == "ok"}
+    return ready, [StatusReport(s.kind, s.id, s.state, s.reason) for s in result.statuses]
+
+
+class SoftGateArtifact:
+    def __init__(self, links: LinksApplier, nft: NftRunner, dhcp: DhcpApplier,
+                 prober: Prober) -> None:
+        self.links = links
+        self.nft = nft
+        self.dhcp = dhcp
+        self.health = HealthChecker(prober)
+        self.netfilter: dict[str, DomainApplier] = {}  # by namespace
+        self.desired: dict[str, RoutingDomain] = {}  # what the service wants, by namespace
+        self.dhcp_state: DhcpState | None = None  # None: not known (agent start)
+        self.lock = threading.Lock()  # netfilter appliers: the config and health loops
+
+    @classmethod
+    def real(cls, state_dir: Path) -> SoftGateArtifact:
+        from agent.dnsmasq import Dnsmasq
+        from agent.ipr import Ipr
+        from agent.lb_probe import SocketProber
+        from agent.metadata_process import MetadataServer
+        from agent.nft import Nft
+
+        dhcp = DhcpApplier(Dnsmasq(state_dir / "dnsmasq"),
+                           MetadataServer(state_dir / "metadata"))
+        return cls(LinksApplier(Ipr()), Nft(), dhcp, SocketProber())
+
+    def start_health_loop(self, report: Callable[[list[StatusReport]], None]
+                          ) -> threading.Event:
+        """Probe load-balancer backends in a daemon thread; set the event to stop it."""
+        stop = threading.Event()
+
+        def desired() -> Mapping[str, RoutingDomain]:
+            with self.lock:
+                return {netns: d for netns, d in self.desired.items() if netns in self.netfilter}
+
+        def apply(netns: str) -> None:
+            with self.lock:
+                result = apply_with_health(self.netfilter[netns], self.desired[netns],
+                                           self.health)
+            report([StatusReport(s.kind, s.id, s.state, s.reason) for s in result.statuses])
+
+        threading.Thread(target=run_health_loop, args=(self.health, desired, apply, stop),
+                         name="lb-health", daemon=True).start()
+        return stop
+
+    def apply(self, content: str) -> list[StatusReport]:
+        try:
+            data = _parse(content)
+        except ValueError as exc:
+            return [StatusReport("artifact", "softgate.json", "error", str(exc))]
+        ready, reports = apply_links(self.links, data["links"])
+        with self.lock:
+            reports += self._netfilter(data["netfilter"], ready)
+        reports += self._dhcp(data["dhcp"], ready)
+        return merge(reports)
+
+    def _netfilter(self, section: Any, ready: set[str]) -> list[StatusReport]:
+        domains = section.get("domains") if isinstance(section, dict) else None
+        if not isinstance(domains, list):
+            return [StatusReport("artifact", "softgate.json", "error",
+                                 "netfilter.domains: expected a list")]
+        reports: list[StatusReport] = []
+        wanted: set[str] = set()
+        for index, item in enumerate(domains):
+            try:
+                domain = RoutingDomain.from_json(item)
+            except StateError as exc:
+                name = item.get("id") if isinstance(item, dict) else None
+                reports.append(StatusReport("domain", str(name or f"netfilter[{index}]"),
+                                            "error", f"netfilter: {exc}"))
+                continue
+            wanted.add(domain.id)
+            self.desired[domain.id] = domain
+            if domain.id not in ready:
+                reports.append(StatusReport("domain", domain.id, "error",
+                                            "netfilter waits for the namespace"))
+                self.netfilter.pop(domain.id, None)  # made anew: rebuild its tables then
+                continue
+            applier = self.netfilter.setdefault(domain.id, DomainApplier(self.nft, domain.id))
+            result = apply_with_health(applier, domain, self.health)
+            reports += [StatusReport(s.kind, s.id, s.state, s.reason) for s in result.statuses]
+        for gone in set(self.netfilter) - wanted:
+            # Its namespace went with the links; the tables went with the namespace.
+            del self.netfilter[gone]
+        for gone in set(self.desired) - wanted:
+            del self.desired[gone]
+        return reports
+
+    def _dhcp(self, section: Any, ready: set[str]) -> list[StatusReport]:
+        try:
+            new_state, result = self.dhcp.apply_json(self.dhcp_state,
+                                                     _ready_networks(section, ready))
+        except DhcpStateError as exc:
+            return [StatusReport("artifact", "softgate.json", "error", f"dhcp: {exc}")]
+        self.dhcp_state = new_state
+        return [StatusReport(s.kind, s.id, "ok" if s.ok else "error", s.reason)
+                for s in result.statuses]
+
+
+def _parse(content: str) -> dict[str, Any]:
+    try:
+        data = json.loads(content)
+    except ValueError as exc:
+        raise ValueError(f"softgate.json is not JSON: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise ValueError(f"softgate.json: expected an object with format {FORMAT}")
+    missing = [key for key in ("links", "netfilter", "dhcp") if key not in data]
+    if missing:
+        raise ValueError(f"softgate.json: missing section {missing[0]!r}")
+    return data
+
+
+def _ready_networks(section: Any, ready: set[str]) -> Any:
+    """The DHCP section without networks whose namespace is not there (yet): dnsmasq
+    cannot start in it. They come back with the next apply."""
+    if not isinstance(section, dict) or not isinstance(section.get("networks"), list):
+        return section  # let the parser say what is wrong
+    networks = [net for net in section["networks"]
+                if not isinstance(net, dict) or net.get("netns") in ready]
+    return {**section, "networks": networks}
+
+
+def merge(reports: Iterable[StatusReport]) -> list[StatusReport]:
+    """One report per (kind, id): an error wins, and every reason is kept."""
+    merged: dict[tuple[str, str], StatusReport] = {}
+    for report in reports:
+        key = (report.kind, report.id)
+        seen = merged.get(key)
+        if seen is None:
+            merged[key] = report
+            continue
+        state = "error" if "error" in (seen.state, report.state) else seen.state
+        reasons = [r for r in (seen.reason, report.reason) if r]
+        merged[key] = StatusReport(report.kind, report.id, state, "; ".join(reasons))
+    return [merged[key] for key in sorted(merged)]
