@@ -122,6 +122,7 @@ class AgentLoop:
 
     def _apply(self, name: str, artifact: _Artifact) -> None:
         applier = self.appliers.get(name)
+        started = self.clock()
         if applier is None:
             reports = [StatusReport("artifact", name, "error",
                                     "this agent has no applier for this artifact")]
@@ -133,6 +134,8 @@ class AgentLoop:
                 reports = [StatusReport("artifact", name, "error",
                                         f"{type(exc).__name__}: {exc}")]
         failed = [r for r in reports if r.state == "error"]
+        log.info("applied %s: %d objects, %d errors, %.2f s", name, len(reports), len(failed),
+                 self.clock() - started)
         if failed:
             artifact.failures += 1
             delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (artifact.failures - 1))

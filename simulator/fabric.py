@@ -91,6 +91,7 @@ class Fabric:
         self.dir.mkdir(parents=True)
         (self.dir / "owner").write_text(f"{os.getpid()}\n")
         self._namespaces: list[str] = []
+        self._agents: dict[str, subprocess.Popen[bytes]] = {}
 
     # --- namespaces and links ----------------------------------------------------------
 
@@ -174,6 +175,8 @@ class Fabric:
         token_file = directory / "agent-token"
         token_file.touch(mode=0o600)
         token_file.write_text(token + "\n")
+        (directory / "service-url").write_text(service_url + "\n")
+        (directory / "agent.pid").unlink(missing_ok=True)
         argv = ["nsenter", "-t", str(self.pid(node, "zebra")), "-m", "-n", "-u",
                 sys.executable, "-m", "agent.main", "--service", service_url, "--device",
                 node, "--token-file", str(token_file), "--state-dir", str(directory / "agent"),
@@ -181,10 +184,17 @@ class Fabric:
         if softgate:
             argv.append("--softgate")
         with (directory / "agent.log").open("ab") as log:
-            subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                             start_new_session=True)
+            self._agents[node] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                                  stderr=log, start_new_session=True)
         wait_until(f"the agent of {node} to start", (directory / "agent.pid").exists,
                    timeout=15)
+
+    def stop_agent(self, node: str, timeout: float = 10.0) -> None:
+        """SIGTERM the node's agent (by its process handle) and wait until it has left;
+        what it applied stays."""
+        process = self._agents.pop(node)
+        process.terminate()
+        process.wait(timeout=timeout)
 
     def pid(self, node: str, daemon: str) -> int:
         return int((self.node_dir(node) / f"{daemon}.pid").read_text())

@@ -19,7 +19,7 @@ def require_fabric_prerequisites() -> None:
         pytest.skip(f"fabric scenarios skipped: {reason}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def small_fabric() -> Iterator[evpn_fabric.SmallFabric]:
     require_fabric_prerequisites()
     with evpn_fabric.running() as small:
