@@ -1,0 +1,95 @@
+"""softgate.json applied by the agent against the fakes: links, nftables, DHCP in order,
+reports merged per object, a broken part reported without stopping the others."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.dhcp_apply import DhcpApplier
+from agent.dnsmasq import FakeDnsmasq
+from agent.ipr_fake import FakeIpr
+from agent.lb_probe import FakeProber
+from agent.links_apply import LinksApplier
+from agent.metadata_process import FakeMetadataServer
+from agent.nft_fake import FakeNft
+from agent.service_client import StatusReport
+from agent.softgate import SoftGateArtifact, merge
+
+GOLDEN = Path(__file__).parents[1] / "golden" / "softgate"
+
+
+def artifact(ipr: FakeIpr | None = None, nft: FakeNft | None = None
+             ) -> tuple[SoftGateArtifact, FakeIpr, FakeNft, FakeDnsmasq]:
+    ipr, nft, dnsmasq = ipr or FakeIpr(), nft or FakeNft(), FakeDnsmasq()
+    dhcp = DhcpApplier(dnsmasq, FakeMetadataServer())
+    return SoftGateArtifact(LinksApplier(ipr), nft, dhcp, FakeProber()), ipr, nft, dnsmasq
+
+
+@pytest.mark.parametrize("case", ["isolated", "vpcs", "routed", "vlan_handoff"])
+def test_golden_state_applies_cleanly_and_again_changes_nothing(case: str) -> None:
+    content = (GOLDEN / f"{case}.json").read_text()
+    softgate, ipr, nft, dnsmasq = artifact()
+    reports = softgate.apply(content)
+    errors = [r for r in reports if r.state == "error"]
+    assert not errors, errors[:3]
+    domains = [d["netns"] for d in json.loads(content)["links"]["domains"]]
+    assert set(domains) <= set(ipr.namespaces) and set(domains) <= set(nft.namespaces)
+    calls, nft_calls, actions = len(ipr.calls), len(nft.calls), list(dnsmasq.actions)
+    # An agent restart: new appliers over the same kernel and processes change nothing.
+    again, _, _, _ = artifact(ipr, nft)
+    again.dhcp = softgate.dhcp
+    assert not [r for r in again.apply(content) if r.state == "error"]
+    assert len(ipr.calls) == calls
+    # dnsmasq is neither started nor stopped; a SIGHUP re-reads its hosts files, in case
+    # the agent died between writing them and signalling (it keeps every lease).
+    assert {verb for verb, _ in dnsmasq.actions[len(actions):]} <= {"reload"}
+    assert len(nft.calls) - nft_calls <= len(domains)  # one atomic transaction a domain
+
+
+def test_a_removed_domain_goes_with_its_tables() -> None:
+    content = json.loads((GOLDEN / "vpcs.json").read_text())
+    softgate, ipr, _, _ = artifact()
+    softgate.apply(json.dumps(content))
+    gone = content["links"]["domains"][0]["netns"]
+    for section, key in (("links", "domains"), ("netfilter", "domains")):
+        content[section][key] = [d for d in content[section][key]
+                                 if d.get("netns", d.get("id")) != gone]
+    content["dhcp"]["networks"] = [n for n in content["dhcp"]["networks"]
+                                   if n["netns"] != gone]
+    assert not [r for r in softgate.apply(json.dumps(content)) if r.state == "error"]
+    assert gone not in ipr.namespaces and gone not in softgate.netfilter
+
+
+def test_one_bad_domain_is_reported_and_the_rest_applied() -> None:
+    content = json.loads((GOLDEN / "vpcs.json").read_text())
+    bad = content["netfilter"]["domains"][0]
+    bad["networks"][0]["cidr"] = "10.0.0.0/33"
+    softgate, _, nft, _ = artifact()
+    reports = {(r.kind, r.id): r for r in softgate.apply(json.dumps(content))}
+    assert reports[("domain", bad["id"])].state == "error"
+    assert "netfilter" in reports[("domain", bad["id"])].reason
+    good = content["netfilter"]["domains"][1]["id"]
+    assert good in nft.namespaces
+
+
+@pytest.mark.parametrize("content, words", [
+    ("not json", "not JSON"),
+    ('{"format": 2}', "format 1"),
+    ('{"format": 1, "links": {}}', "missing section 'netfilter'"),
+])
+def test_a_broken_artifact_is_one_error(content: str, words: str) -> None:
+    softgate, ipr, _, _ = artifact()
+    (report,) = softgate.apply(content)
+    assert (report.kind, report.state) == ("artifact", "error") and words in report.reason
+    assert list(ipr.namespaces) == [None]
+
+
+def test_merge_keeps_errors_and_every_reason() -> None:
+    merged = merge([StatusReport("network", "n1", "ok"),
+                    StatusReport("network", "n1", "error", "dnsmasq: no"),
+                    StatusReport("network", "n2", "ok")])
+    assert merged == [StatusReport("network", "n1", "error", "dnsmasq: no"),
+                      StatusReport("network", "n2", "ok")]
