@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from agent.frr import FrrControl, FrrError
-from agent.service_client import Service, ServiceUnreachable, StatusReport
+from agent.service_client import Service, ServiceUnreachable
+from agent.status import ObjectStatus
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ BACKOFF_MAX_S = 60.0
 
 
 class ArtifactApplier(Protocol):
-    def apply(self, content: str) -> list[StatusReport]:
+    def apply(self, content: str) -> list[ObjectStatus]:
         """Make the system match `content`; one report per object, errors included."""
 
 
@@ -59,7 +60,7 @@ class AgentLoop:
     sleep: Callable[[float], None] = time.sleep
     generation: int = 0
     artifacts: dict[str, _Artifact] = field(default_factory=dict)
-    unsent: dict[tuple[str, str], StatusReport] = field(default_factory=dict)
+    unsent: dict[tuple[str, str], ObjectStatus] = field(default_factory=dict)
     service_failures: int = 0
     _resync_at: float = 0.0
     _unsent_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -124,14 +125,14 @@ class AgentLoop:
         applier = self.appliers.get(name)
         started = self.clock()
         if applier is None:
-            reports = [StatusReport("artifact", name, "error",
+            reports = [ObjectStatus("artifact", name, "error",
                                     "this agent has no applier for this artifact")]
         else:
             try:
                 reports = applier.apply(artifact.content)
             except Exception as exc:  # an applier bug must not end the loop
                 log.exception("applying %s failed", name)
-                reports = [StatusReport("artifact", name, "error",
+                reports = [ObjectStatus("artifact", name, "error",
                                         f"{type(exc).__name__}: {exc}")]
         failed = [r for r in reports if r.state == "error"]
         log.info("applied %s: %d objects, %d errors, %.2f s", name, len(reports), len(failed),
@@ -147,7 +148,7 @@ class AgentLoop:
             artifact.failures, artifact.applied_sha256 = 0, artifact.sha256
         self.enqueue(reports)
 
-    def enqueue(self, reports: list[StatusReport]) -> None:
+    def enqueue(self, reports: list[ObjectStatus]) -> None:
         """Reports to send with the next round; any thread (the health loop) may call."""
         with self._unsent_lock:
             for report in reports:
@@ -184,9 +185,9 @@ class FrrArtifact:
     def __init__(self, frr: FrrControl) -> None:
         self.frr = frr
 
-    def apply(self, content: str) -> list[StatusReport]:
+    def apply(self, content: str) -> list[ObjectStatus]:
         try:
             self.frr.apply(content)
         except FrrError as exc:
-            return [StatusReport("frr", "frr.conf", "error", str(exc))]
-        return [StatusReport("frr", "frr.conf", "ok")]
+            return [ObjectStatus("frr", "frr.conf", "error", str(exc))]
+        return [ObjectStatus("frr", "frr.conf", "ok")]

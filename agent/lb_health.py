@@ -29,8 +29,9 @@ from typing import Final
 
 from agent import conntrack
 from agent.lb_probe import Prober, ProbeResult, Target
-from agent.netfilter_apply import ApplyResult, DomainApplier, ObjectStatus
+from agent.netfilter_apply import ApplyResult, DomainApplier
 from agent.netfilter_state import IPv4, LoadBalancer, PortProtocol, RoutingDomain
+from agent.status import ObjectStatus
 
 log = logging.getLogger(__name__)
 

@@ -57,10 +57,10 @@ from agent.links_state import (
     UPLINK_ROOT_RE,
     Domain,
     LinksState,
-    ObjectStatus,
     Segment,
     parse_links,
 )
+from agent.status import ObjectStatus
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,9 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal, TypeVar, cast
+from typing import Any, Final, TypeVar, cast
+
+from agent.status import ObjectStatus
 
 IPv4Interface = ipaddress.IPv4Interface
 IPv6Interface = ipaddress.IPv6Interface
@@ -55,15 +57,6 @@ N = TypeVar("N", ipaddress.IPv4Network, ipaddress.IPv6Network)
 class LinksStateError(ValueError):
     """Invalid desired links; the message is one line naming the field."""
 
-
-@dataclass(frozen=True)
-class ObjectStatus:
-    """The outcome for one object: kind is links, domain or segment."""
-
-    kind: str
-    id: str
-    state: Literal["ok", "error"]
-    reason: str = ""
 
 
 @dataclass(frozen=True)

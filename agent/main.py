@@ -20,7 +20,8 @@ from types import FrameType
 
 from agent.daemon import AgentLoop, ArtifactApplier, FrrArtifact
 from agent.frr import FrrReload
-from agent.service_client import Fetched, Service, ServiceClient, StatusReport
+from agent.service_client import Fetched, Service, ServiceClient
+from agent.status import ObjectStatus
 
 log = logging.getLogger("vxgate-agent")
 DEFAULT_STATE_DIR = Path("/var/lib/vxgate-agent")
@@ -110,7 +111,7 @@ class _Interruptible:
         finally:
             self._waiting = False
 
-    def report(self, generation: int, reports: list[StatusReport]) -> None:
+    def report(self, generation: int, reports: list[ObjectStatus]) -> None:
         self.service.report(generation, reports)
 
     def on_signal(self, _signum: int, _frame: FrameType | None) -> None:

@@ -23,17 +23,11 @@ from agent.netfilter_compile import TableData, compile_domain
 from agent.netfilter_lb import LEASTCONN_NOTE
 from agent.netfilter_state import RoutingDomain
 from agent.nft import NftError, NftRunner
+from agent.status import ObjectStatus
 
 log = logging.getLogger(__name__)
 Mode = Literal["noop", "delta", "full", "partial"]
 
-
-@dataclass(frozen=True)
-class ObjectStatus:
-    kind: str
-    id: str
-    state: Literal["ok", "error"]
-    reason: str = ""
 
 
 @dataclass(frozen=True)

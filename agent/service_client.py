@@ -15,6 +15,8 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from agent.status import ObjectStatus
+
 # The service answers a long-poll after at most `wait` seconds; the socket waits a little
 # longer so a slow answer is not taken for a dead service.
 SOCKET_SLACK_S = 15.0
@@ -41,18 +43,11 @@ class Fetched:
     artifacts: tuple[Artifact, ...]  # only those changed after the generation asked for
 
 
-@dataclass(frozen=True)
-class StatusReport:
-    kind: str
-    id: str
-    state: str  # "ok", "error" or "pending"
-    reason: str = ""
-
 
 class Service(Protocol):
     def fetch(self, since: int, wait: int) -> Fetched: ...
 
-    def report(self, generation: int, reports: list[StatusReport]) -> None: ...
+    def report(self, generation: int, reports: list[ObjectStatus]) -> None: ...
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -99,7 +94,7 @@ class ServiceClient:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ServiceUnreachable(f"unexpected answer from the service: {exc!r}") from exc
 
-    def report(self, generation: int, reports: list[StatusReport]) -> None:
+    def report(self, generation: int, reports: list[ObjectStatus]) -> None:
         objects = [{"kind": r.kind, "id": r.id, "state": r.state, "reason": r.reason}
                    for r in reports]
         self._call("PUT", "status", {"generation": generation, "objects": objects},

@@ -31,18 +31,18 @@ from agent.links_apply import LinksApplier
 from agent.netfilter_apply import DomainApplier
 from agent.netfilter_state import RoutingDomain, StateError
 from agent.nft import NftRunner
-from agent.service_client import StatusReport
+from agent.status import ObjectStatus
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
 
 
-def apply_links(links: LinksApplier, data: object) -> tuple[set[str], list[StatusReport]]:
+def apply_links(links: LinksApplier, data: object) -> tuple[set[str], list[ObjectStatus]]:
     """The links section applied: the namespaces that are ready, and the reports."""
     result = links.apply_json(data)
     ready = {s.id for s in result.statuses if s.kind == "domain" and s.state == "ok"}
-    return ready, [StatusReport(s.kind, s.id, s.state, s.reason) for s in result.statuses]
+    return ready, list(result.statuses)
 
 
 class SoftGateArtifact:
@@ -69,7 +69,7 @@ class SoftGateArtifact:
                            MetadataServer(state_dir / "metadata"))
         return cls(LinksApplier(Ipr()), Nft(), dhcp, SocketProber())
 
-    def start_health_loop(self, report: Callable[[list[StatusReport]], None]
+    def start_health_loop(self, report: Callable[[list[ObjectStatus]], None]
                           ) -> threading.Event:
         """Probe load-balancer backends in a daemon thread; set the event to stop it."""
         stop = threading.Event()
@@ -82,48 +82,48 @@ class SoftGateArtifact:
             with self.lock:
                 result = apply_with_health(self.netfilter[netns], self.desired[netns],
                                            self.health)
-            report([StatusReport(s.kind, s.id, s.state, s.reason) for s in result.statuses])
+            report(list(result.statuses))
 
         threading.Thread(target=run_health_loop, args=(self.health, desired, apply, stop),
                          name="lb-health", daemon=True).start()
         return stop
 
-    def apply(self, content: str) -> list[StatusReport]:
+    def apply(self, content: str) -> list[ObjectStatus]:
         try:
             data = _parse(content)
         except ValueError as exc:
-            return [StatusReport("artifact", "softgate.json", "error", str(exc))]
+            return [ObjectStatus("artifact", "softgate.json", "error", str(exc))]
         ready, reports = apply_links(self.links, data["links"])
         with self.lock:
             reports += self._netfilter(data["netfilter"], ready)
         reports += self._dhcp(data["dhcp"], ready)
         return merge(reports)
 
-    def _netfilter(self, section: Any, ready: set[str]) -> list[StatusReport]:
+    def _netfilter(self, section: Any, ready: set[str]) -> list[ObjectStatus]:
         domains = section.get("domains") if isinstance(section, dict) else None
         if not isinstance(domains, list):
-            return [StatusReport("artifact", "softgate.json", "error",
+            return [ObjectStatus("artifact", "softgate.json", "error",
                                  "netfilter.domains: expected a list")]
-        reports: list[StatusReport] = []
+        reports: list[ObjectStatus] = []
         wanted: set[str] = set()
         for index, item in enumerate(domains):
             try:
                 domain = RoutingDomain.from_json(item)
             except StateError as exc:
                 name = item.get("id") if isinstance(item, dict) else None
-                reports.append(StatusReport("domain", str(name or f"netfilter[{index}]"),
+                reports.append(ObjectStatus("domain", str(name or f"netfilter[{index}]"),
                                             "error", f"netfilter: {exc}"))
                 continue
             wanted.add(domain.id)
             self.desired[domain.id] = domain
             if domain.id not in ready:
-                reports.append(StatusReport("domain", domain.id, "error",
+                reports.append(ObjectStatus("domain", domain.id, "error",
                                             "netfilter waits for the namespace"))
                 self.netfilter.pop(domain.id, None)  # made anew: rebuild its tables then
                 continue
             applier = self.netfilter.setdefault(domain.id, DomainApplier(self.nft, domain.id))
             result = apply_with_health(applier, domain, self.health)
-            reports += [StatusReport(s.kind, s.id, s.state, s.reason) for s in result.statuses]
+            reports += result.statuses
         for gone in set(self.netfilter) - wanted:
             # Its namespace went with the links; the tables went with the namespace.
             del self.netfilter[gone]
@@ -131,14 +131,14 @@ class SoftGateArtifact:
             del self.desired[gone]
         return reports
 
-    def _dhcp(self, section: Any, ready: set[str]) -> list[StatusReport]:
+    def _dhcp(self, section: Any, ready: set[str]) -> list[ObjectStatus]:
         try:
             new_state, result = self.dhcp.apply_json(self.dhcp_state,
                                                      _ready_networks(section, ready))
         except DhcpStateError as exc:
-            return [StatusReport("artifact", "softgate.json", "error", f"dhcp: {exc}")]
+            return [ObjectStatus("artifact", "softgate.json", "error", f"dhcp: {exc}")]
         self.dhcp_state = new_state
-        return [StatusReport(s.kind, s.id, "ok" if s.ok else "error", s.reason)
+        return [ObjectStatus(s.kind, s.id, "ok" if s.ok else "error", s.reason)
                 for s in result.statuses]
 
 
@@ -165,9 +165,9 @@ def _ready_networks(section: Any, ready: set[str]) -> Any:
     return {**section, "networks": networks}
 
 
-def merge(reports: Iterable[StatusReport]) -> list[StatusReport]:
+def merge(reports: Iterable[ObjectStatus]) -> list[ObjectStatus]:
     """One report per (kind, id): an error wins, and every reason is kept."""
-    merged: dict[tuple[str, str], StatusReport] = {}
+    merged: dict[tuple[str, str], ObjectStatus] = {}
     for report in reports:
         key = (report.kind, report.id)
         seen = merged.get(key)
@@ -176,5 +176,5 @@ def merge(reports: Iterable[StatusReport]) -> list[StatusReport]:
             continue
         state = "error" if "error" in (seen.state, report.state) else seen.state
         reasons = [r for r in (seen.reason, report.reason) if r]
-        merged[key] = StatusReport(report.kind, report.id, state, "; ".join(reasons))
+        merged[key] = ObjectStatus(report.kind, report.id, state, "; ".join(reasons))
     return [merged[key] for key in sorted(merged)]

@@ -8,7 +8,8 @@ import pytest
 
 from agent.daemon import AgentLoop, FrrArtifact
 from agent.frr import FakeFrr
-from agent.service_client import Artifact, Fetched, ServiceUnreachable, StatusReport
+from agent.service_client import Artifact, Fetched, ServiceUnreachable
+from agent.status import ObjectStatus
 
 
 @dataclass
@@ -18,7 +19,7 @@ class FakeService:
     generation: int = 0
     down: bool = False
     waits: list[int] = field(default_factory=list)
-    reports: list[tuple[int, list[StatusReport]]] = field(default_factory=list)
+    reports: list[tuple[int, list[ObjectStatus]]] = field(default_factory=list)
 
     def publish(self, name: str, content: str) -> None:
         self.generation += 1
@@ -33,7 +34,7 @@ class FakeService:
                         if self.generations[name] > since)
         return Fetched(self.generation, changed)
 
-    def report(self, generation: int, reports: list[StatusReport]) -> None:
+    def report(self, generation: int, reports: list[ObjectStatus]) -> None:
         if self.down:
             raise ServiceUnreachable("connection refused")
         self.reports.append((generation, reports))
@@ -46,9 +47,9 @@ class Recorder:
     applied: list[str] = field(default_factory=list)
     fail: bool = False
 
-    def apply(self, content: str) -> list[StatusReport]:
+    def apply(self, content: str) -> list[ObjectStatus]:
         self.applied.append(content)
-        return [StatusReport("thing", "1", "error" if self.fail else "ok",
+        return [ObjectStatus("thing", "1", "error" if self.fail else "ok",
                              "broken" if self.fail else "")]
 
 
@@ -75,8 +76,8 @@ def test_applies_new_artifacts_in_order_and_reports() -> None:
     service.publish("softgate.json", "{}")
     order: list[str] = []
     frr, softgate = Recorder(), Recorder()
-    frr.apply = lambda c: order.append("frr") or [StatusReport("frr", "frr.conf", "ok")]  # type: ignore[method-assign]
-    softgate.apply = lambda c: order.append("sg") or [StatusReport("x", "1", "ok")]  # type: ignore[method-assign]
+    frr.apply = lambda c: order.append("frr") or [ObjectStatus("frr", "frr.conf", "ok")]  # type: ignore[method-assign]
+    softgate.apply = lambda c: order.append("sg") or [ObjectStatus("x", "1", "ok")]  # type: ignore[method-assign]
     loop, _ = make(service, frr_conf=frr, softgate_json=softgate)
     loop.step()
     assert order == ["sg", "frr"]  # namespaces before the FRR VRFs that name them
@@ -158,7 +159,7 @@ def test_unknown_artifact_and_applier_crash_are_reported_not_fatal() -> None:
 def test_frr_artifact_reports_frr_errors() -> None:
     frr = FakeFrr()
     artifact = FrrArtifact(frr)
-    assert artifact.apply("a") == [StatusReport("frr", "frr.conf", "ok")]
+    assert artifact.apply("a") == [ObjectStatus("frr", "frr.conf", "ok")]
     frr.refuse = "vtysh failed"
     (report,) = artifact.apply("b")
     assert (report.state, report.reason) == ("error", "vtysh failed")

@@ -15,8 +15,8 @@ from agent.lb_probe import FakeProber
 from agent.links_apply import LinksApplier
 from agent.metadata_process import FakeMetadataServer
 from agent.nft_fake import FakeNft
-from agent.service_client import StatusReport
 from agent.softgate import SoftGateArtifact, merge
+from agent.status import ObjectStatus
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "softgate"
 
@@ -88,8 +88,8 @@ def test_a_broken_artifact_is_one_error(content: str, words: str) -> None:
 
 
 def test_merge_keeps_errors_and_every_reason() -> None:
-    merged = merge([StatusReport("network", "n1", "ok"),
-                    StatusReport("network", "n1", "error", "dnsmasq: no"),
-                    StatusReport("network", "n2", "ok")])
-    assert merged == [StatusReport("network", "n1", "error", "dnsmasq: no"),
-                      StatusReport("network", "n2", "ok")]
+    merged = merge([ObjectStatus("network", "n1", "ok"),
+                    ObjectStatus("network", "n1", "error", "dnsmasq: no"),
+                    ObjectStatus("network", "n2", "ok")])
+    assert merged == [ObjectStatus("network", "n1", "error", "dnsmasq: no"),
+                      ObjectStatus("network", "n2", "ok")]
