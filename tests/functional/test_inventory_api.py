@@ -128,23 +128,24 @@ def test_exhausted_asn_pool(api: Api) -> None:
 
 
 def test_artifacts_are_served_by_generation(api: Api, zone: Any) -> None:
-    api.ok("PUT", "/v1/devices/sg1", device("softgate", "10.255.2.1"))
-    assert api.ok("PUT", "/v1/devices/sg1/config/frr", {"content": "frr v1\n"})["generation"] == 1
-    assert api.ok("PUT", "/v1/devices/sg1/config/nft", {"content": "table\n"})["generation"] == 2
+    # A hypervisor: the service renders only frr.conf for it.
+    api.ok("PUT", "/v1/devices/hv1", device("hypervisor", "10.255.1.1"))
+    assert api.ok("PUT", "/v1/devices/hv1/config/frr", {"content": "frr v1\n"})["generation"] == 1
+    assert api.ok("PUT", "/v1/devices/hv1/config/nft", {"content": "table\n"})["generation"] == 2
     # Same text again: nothing changes, so an agent at generation 2 has nothing to fetch.
-    assert api.ok("PUT", "/v1/devices/sg1/config/frr", {"content": "frr v1\n"})["generation"] == 1
+    assert api.ok("PUT", "/v1/devices/hv1/config/frr", {"content": "frr v1\n"})["generation"] == 1
     # The first GET renders frr.conf from the desired state: generation 3.
-    rendered = api.ok("GET", "/v1/devices/sg1/config?since=2")
+    rendered = api.ok("GET", "/v1/devices/hv1/config?since=2")
     assert (rendered["generation"], list(rendered["artifacts"])) == (3, ["frr.conf"])
-    assert api.ok("GET", "/v1/devices/sg1/config?since=3")["artifacts"] == {}
-    api.ok("PUT", "/v1/devices/sg1/config/frr", {"content": "frr v2\n"})
-    changed = api.ok("GET", "/v1/devices/sg1/config?since=3")
+    assert api.ok("GET", "/v1/devices/hv1/config?since=3")["artifacts"] == {}
+    api.ok("PUT", "/v1/devices/hv1/config/frr", {"content": "frr v2\n"})
+    changed = api.ok("GET", "/v1/devices/hv1/config?since=3")
     assert changed["generation"] == 4
     assert list(changed["artifacts"]) == ["frr"]
     assert changed["artifacts"]["frr"]["content"] == "frr v2\n"
-    assert set(api.ok("GET", "/v1/devices/sg1/config")["artifacts"]) == {"frr", "frr.conf", "nft"}
+    assert set(api.ok("GET", "/v1/devices/hv1/config")["artifacts"]) == {"frr", "frr.conf", "nft"}
     assert "rendered by the service" in api.fails(
-        "PUT", "/v1/devices/sg1/config/frr.conf", {"content": "x\n"}, 409)
+        "PUT", "/v1/devices/hv1/config/frr.conf", {"content": "x\n"}, 409)
 
 
 def test_status_reports(api: Api, zone: Any) -> None:
@@ -307,21 +308,21 @@ def test_zone_asn_pool_start_moves_down_only_while_nothing_is_in_use(api: Api) -
 def test_artifacts_stored_at_once_get_their_own_generations(
     api: Api, zone: Any, app: Flask
 ) -> None:
-    api.ok("PUT", "/v1/devices/sg1", device("softgate", "10.255.2.1"))
+    api.ok("PUT", "/v1/devices/hv1", device("hypervisor", "10.255.1.1"))
     db: Database = app.extensions["vxgate.db"]
     outcome: dict[str, Any] = {}
 
     def store_other() -> None:
         try:
             outcome["generation"] = db.write(lambda s: device_state.store_artifact(
-                s, device_state.get_device(s, "sg1", lock=True), "nft", "table\n"))
+                s, device_state.get_device(s, "hv1", lock=True), "nft", "table\n"))
         except BaseException as exc:  # reported below, not lost in the thread
             outcome["error"] = exc
 
     with Session(db.engine) as session:
         session.begin()
-        sg1 = device_state.get_device(session, "sg1", lock=True)
-        assert device_state.store_artifact(session, sg1, "frr", "frr v1\n") == 1
+        hv1 = device_state.get_device(session, "hv1", lock=True)
+        assert device_state.store_artifact(session, hv1, "frr", "frr v1\n") == 1
         session.flush()
         thread = threading.Thread(target=store_other, daemon=True)
         thread.start()
@@ -330,7 +331,7 @@ def test_artifacts_stored_at_once_get_their_own_generations(
     thread.join(timeout=30)
     assert not thread.is_alive() and "error" not in outcome, outcome
     assert outcome["generation"] == 2
-    config = api.ok("GET", "/v1/devices/sg1/config")  # also renders frr.conf: generation 3
+    config = api.ok("GET", "/v1/devices/hv1/config")  # also renders frr.conf: generation 3
     assert config["generation"] == 3
     assert {name: a["generation"] for name, a in config["artifacts"].items()} == {
         "frr": 1, "nft": 2, "frr.conf": 3}
