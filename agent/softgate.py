@@ -16,10 +16,13 @@ dead backend back and the two never interleave on a domain.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,8 @@ from agent.status import ObjectStatus
 log = logging.getLogger(__name__)
 
 FORMAT = 1
+NFT_PARALLEL = 8
+LINKS_RECHECK_S = 240.0  # under the agent's resync period (daemon.RESYNC_S)
 
 
 def apply_links(links: LinksApplier, data: object) -> tuple[set[str], list[ObjectStatus]]:
@@ -56,6 +61,9 @@ class SoftGateArtifact:
         self.desired: dict[str, RoutingDomain] = {}  # what the service wants, by namespace
         self.dhcp_state: DhcpState | None = None  # None: not known (agent start)
         self.lock = threading.Lock()  # netfilter appliers: the config and health loops
+        # The links section last applied without an error: digest, when, ready, reports.
+        self._links_done: tuple[str, float, frozenset[str], tuple[ObjectStatus, ...]] | None \
+            = None
 
     @classmethod
     def real(cls, state_dir: Path) -> SoftGateArtifact:
@@ -93,11 +101,26 @@ class SoftGateArtifact:
             data = _parse(content)
         except ValueError as exc:
             return [ObjectStatus("artifact", "softgate.json", "error", str(exc))]
-        ready, reports = apply_links(self.links, data["links"])
+        ready, reports = self._links(data["links"])
         with self.lock:
             reports += self._netfilter(data["netfilter"], ready)
         reports += self._dhcp(data["dhcp"], ready)
         return merge(reports)
+
+    def _links(self, section: Any) -> tuple[set[str], list[ObjectStatus]]:
+        """Apply the links section, unless it is the one applied cleanly less than
+        LINKS_RECHECK_S ago: reading back 100 namespaces costs most of a second, and a
+        port forward or a VM does not change links. The agent's resync (every 5 min)
+        re-applies everything, so a recheck is never much older than that."""
+        digest = hashlib.sha256(json.dumps(section, sort_keys=True).encode()).hexdigest()
+        now = time.monotonic()
+        last = self._links_done
+        if last is not None and last[0] == digest and now - last[1] < LINKS_RECHECK_S:
+            return set(last[2]), list(last[3])
+        ready, reports = apply_links(self.links, section)
+        clean = all(report.state == "ok" for report in reports)
+        self._links_done = (digest, now, frozenset(ready), tuple(reports)) if clean else None
+        return ready, reports
 
     def _netfilter(self, section: Any, ready: set[str]) -> list[ObjectStatus]:
         domains = section.get("domains") if isinstance(section, dict) else None
@@ -106,6 +129,7 @@ class SoftGateArtifact:
                                  "netfilter.domains: expected a list")]
         reports: list[ObjectStatus] = []
         wanted: set[str] = set()
+        due: list[RoutingDomain] = []
         for index, item in enumerate(domains):
             try:
                 domain = RoutingDomain.from_json(item)
@@ -121,15 +145,28 @@ class SoftGateArtifact:
                                             "netfilter waits for the namespace"))
                 self.netfilter.pop(domain.id, None)  # made anew: rebuild its tables then
                 continue
-            applier = self.netfilter.setdefault(domain.id, DomainApplier(self.nft, domain.id))
-            result = apply_with_health(applier, domain, self.health)
-            reports += result.statuses
+            self.netfilter.setdefault(domain.id, DomainApplier(self.nft, domain.id))
+            due.append(domain)
+        reports += self._apply_domains(due)
         for gone in set(self.netfilter) - wanted:
             # Its namespace went with the links; the tables went with the namespace.
             del self.netfilter[gone]
         for gone in set(self.desired) - wanted:
             del self.desired[gone]
         return reports
+
+    def _apply_domains(self, domains: list[RoutingDomain]) -> list[ObjectStatus]:
+        """Each domain's one nft transaction, several at once: an `nft -f` spends most of
+        its time waiting on the kernel, not on a CPU (bench.softgate: 100 domains 2.1 s
+        one after another, 0.5 s eight at a time). Each domain has its own applier."""
+        def one(domain: RoutingDomain) -> list[ObjectStatus]:
+            return list(apply_with_health(self.netfilter[domain.id], domain,
+                                          self.health).statuses)
+
+        if len(domains) <= 1:
+            return [status for domain in domains for status in one(domain)]
+        with ThreadPoolExecutor(max_workers=NFT_PARALLEL) as pool:
+            return [status for statuses in pool.map(one, domains) for status in statuses]
 
     def _dhcp(self, section: Any, ready: set[str]) -> list[ObjectStatus]:
         try:

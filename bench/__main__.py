@@ -1,4 +1,4 @@
-"""python -m bench [--only sqlite|postgres|extension|frr] [--networks N] [--clients C]
+"""python -m bench [--only sqlite|postgres|extension|frr|softgate] [--networks N] [--clients C]
 
 Runs the allocation benchmark against a real `vxgate-service` (gunicorn, 2 workers) on
 SQLite and on PostgreSQL. Per backend: C Python clients create N networks, every answer
@@ -7,8 +7,9 @@ then wrk drives creations for a fixed time (bench/wrk_load.py), which is the thr
 and latency figure the goals are judged on, the Python clients costing the service a
 sixth of the machine's CPU. Then the extension entry-point, spawned as CloudStack spawns
 it, against the service on SQLite (bench/extension.py). Then FRR config render times
-and a live fabric's convergence (bench/frr.py). Prints throughput, latency, CPU
-use, checks, and per goal whether it was met. Exit status: 0 when every correctness check
+and a live fabric's convergence (bench/frr.py). Then a SoftGate's full rebuild, 2,000 VMs
+on the real kernel, nftables and dnsmasq (bench/softgate.py). Prints throughput, latency,
+CPU use, checks, and per goal whether it was met. Exit status: 0 when every correctness check
 passed (speed goals missed or not), 1 when a check failed, 2 when a service could not be run.
 """
 
@@ -19,7 +20,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from bench import extension, extension_report, frr, sysinfo, wrk_load
+from bench import extension, extension_report, frr, softgate, sysinfo, wrk_load
 from bench.allocation import GOAL_P99_MS, GOAL_RATE, AllocationReport, render, run_allocation
 from bench.service import Service, ServiceError, reset_postgres_schema, running_service
 
@@ -31,9 +32,10 @@ BACKENDS = ("sqlite", "postgres")
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=(*BACKENDS, "extension", "frr"),
+    parser.add_argument("--only", choices=(*BACKENDS, "extension", "frr", "softgate"),
                         help="run one backend only, or only the extension entry-point bench, "
-                             "or only the FRR render and fabric bench")
+                             "or only the FRR render and fabric bench, or only the SoftGate "
+                             "rebuild bench")
     parser.add_argument("--networks", type=int, default=10_000, help="networks to create")
     parser.add_argument("--clients", type=int, default=8, help="concurrent client processes")
     parser.add_argument("--invocations", type=int, default=500,
@@ -76,8 +78,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, RuntimeError) as exc:
             print(f"== frr: could not run: {exc}", file=sys.stderr)
             return 2
+    softgate_ok = True
+    if args.only in (None, "softgate"):
+        try:
+            outcome = softgate.run_softgate_bench()
+        except (OSError, RuntimeError) as exc:  # ServiceRefused, SandboxError too
+            print(f"== softgate: could not run: {exc}", file=sys.stderr)
+            return 2
+        softgate_ok = outcome is None or outcome.ok
     failed = [report.backend for report in reports if not report.ok]
     failed += [] if extension_ok else ["extension"]
+    failed += [] if softgate_ok else ["softgate"]
     failed += [f"{backend} (wrk)" for backend, ok in _wrk_outcomes if not ok]
     print(f"correctness: {'FAILED on ' + ', '.join(failed) if failed else 'all checks passed'}")
     return 1 if failed else 0
