@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -50,11 +51,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def build_loop(args: argparse.Namespace, service: Service) -> AgentLoop:
+def build_loop(args: argparse.Namespace, service: _Interruptible) -> AgentLoop:
     appliers: dict[str, ArtifactApplier] = {
         "frr.conf": FrrArtifact(FrrReload(args.state_dir / "frr", args.frr_vty_dir)),
     }
-    loop = AgentLoop(service, appliers, long_poll_s=args.long_poll)
+    loop = AgentLoop(service, appliers, long_poll_s=args.long_poll, sleep=service.sleep)
     if args.softgate:
         from agent.softgate import SoftGateArtifact
 
@@ -113,6 +114,14 @@ class _Interruptible:
 
     def report(self, generation: int, reports: list[ObjectStatus]) -> None:
         self.service.report(generation, reports)
+
+    def sleep(self, seconds: float) -> None:
+        """The backoff while the service is unreachable: a stop ends it at once too."""
+        self._waiting = True
+        try:
+            time.sleep(seconds)
+        finally:
+            self._waiting = False
 
     def on_signal(self, _signum: int, _frame: FrameType | None) -> None:
         self.stop_requested = True
