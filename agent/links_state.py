@@ -24,8 +24,9 @@ import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
+from agent.state_fields import FieldError, integer, items, obj, show, string
 from agent.status import ObjectStatus
 
 IPv4Interface = ipaddress.IPv4Interface
@@ -54,8 +55,8 @@ T = TypeVar("T")
 N = TypeVar("N", ipaddress.IPv4Network, ipaddress.IPv6Network)
 
 
-class LinksStateError(ValueError):
-    """Invalid desired links; the message is one line naming the field."""
+# Raised by the field parsers of agent.state_fields, and by the checks here.
+LinksStateError = FieldError
 
 
 
@@ -136,8 +137,8 @@ def parse_links(data: object) -> tuple[LinksState, tuple[ObjectStatus, ...]]:
 
 
 def _top(data: object) -> tuple[Mapping[str, Any], list[Any]]:
-    body = _obj(data, "links", _TOP_FIELDS)
-    return body, _list(body.get("domains") or [], "links.domains")
+    body = obj(data, "links", _TOP_FIELDS)
+    return body, items(body.get("domains") or [], "links.domains")
 
 
 def _uses_vxlan(domain: Domain) -> bool:
@@ -204,7 +205,7 @@ class _Registry:
 
 
 def parse_domain(data: object, where: str) -> Domain:
-    body = _obj(data, where, _DOMAIN_FIELDS)
+    body = obj(data, where, _DOMAIN_FIELDS)
     netns = _req(body, "netns", where, _named(NETNS_RE, "vxr<number>"))
     number = netns[3:]
     uplink = _req(body, "uplink", where, lambda v, w: _uplink(v, w, number))
@@ -223,19 +224,19 @@ def parse_domain(data: object, where: str) -> Domain:
 
 
 def _uplink(data: object, where: str, number: str) -> Uplink:
-    body = _obj(data, where, _UPLINK_FIELDS)
+    body = obj(data, where, _UPLINK_FIELDS)
     root = _req(body, "root", where, _named(UPLINK_ROOT_RE, "vxp<number>"))
     if root[3:] != number:
         raise LinksStateError(f"{where}.root: {root} does not match the domain's namespace "
                               f"(expected vxp{number})")
-    domain = _req(body, "domain", where, _string)
+    domain = _req(body, "domain", where, string)
     if domain != UPLINK_DOMAIN:
-        raise LinksStateError(f"{where}.domain: expected {UPLINK_DOMAIN!r}, got {_show(domain)}")
+        raise LinksStateError(f"{where}.domain: expected {UPLINK_DOMAIN!r}, got {show(domain)}")
     return Uplink(root, domain)
 
 
 def _l3vni(data: object, where: str) -> L3Vni:
-    body = _obj(data, where, _L3VNI_FIELDS)
+    body = obj(data, where, _L3VNI_FIELDS)
     vni = _req(body, "vni", where, parse_vni)
     return L3Vni(vni=vni,
                  bridge=_req(body, "bridge", where, _numbered(BRIDGE_RE, "vxb", vni)),
@@ -243,7 +244,7 @@ def _l3vni(data: object, where: str) -> L3Vni:
 
 
 def _segment(data: object, where: str) -> Segment:
-    body = _obj(data, where, _SEGMENT_FIELDS)
+    body = obj(data, where, _SEGMENT_FIELDS)
     network = _req(body, "network", where, _named(_NETWORK_ID_RE, "a network id"))
     vni = _opt(body, "vni", where, parse_vni)
     vlan = _opt(body, "vlan", where, parse_vlan)
@@ -294,27 +295,6 @@ def _unique_sorted(items: tuple[N, ...], where: str) -> tuple[N, ...]:
 # ---------------------------------------------------------------- field parsers
 
 
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _obj(data: object, where: str, fields: frozenset[str]) -> Mapping[str, Any]:
-    if not isinstance(data, dict):
-        raise LinksStateError(f"{where}: expected an object, got {_show(data)}")
-    # Unknown keys are refused: a misspelt key would otherwise silently mean a default.
-    unknown = sorted(str(key) for key in data if key not in fields)
-    if unknown:
-        raise LinksStateError(f"{where}: unknown field {_show(unknown[0])}")
-    return cast(Mapping[str, Any], data)
-
-
-def _list(value: object, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise LinksStateError(f"{where}: expected a list, got {_show(value)}")
-    return value
-
-
 def _req(body: Mapping[str, Any], key: str, where: str,
          parse: Callable[[object, str], T]) -> T:
     if body.get(key) is None:
@@ -330,21 +310,15 @@ def _opt(body: Mapping[str, Any], key: str, where: str,
 
 def _many(body: Mapping[str, Any], key: str, where: str,
           parse: Callable[[object, str], T]) -> tuple[T, ...]:
-    items = _list(body.get(key) or [], f"{where}.{key}")
-    return tuple(parse(item, f"{where}.{key}[{i}]") for i, item in enumerate(items))
-
-
-def _string(value: object, where: str) -> str:
-    if not isinstance(value, str):
-        raise LinksStateError(f"{where}: expected a string, got {_show(value)}")
-    return value
+    values = items(body.get(key) or [], f"{where}.{key}")
+    return tuple(parse(item, f"{where}.{key}[{i}]") for i, item in enumerate(values))
 
 
 def _named(pattern: re.Pattern[str], what: str) -> Callable[[object, str], str]:
     def parse(value: object, where: str) -> str:
-        text = _string(value, where)
+        text = string(value, where)
         if not pattern.fullmatch(text):
-            raise LinksStateError(f"{where}: not {what}: {_show(text)}")
+            raise LinksStateError(f"{where}: not {what}: {show(text)}")
         return text
 
     return parse
@@ -354,71 +328,65 @@ def _numbered(pattern: re.Pattern[str], prefix: str, number: int
               ) -> Callable[[object, str], str]:
     """A name that must be prefix+number exactly (`vxb5000001` for VNI 5000001)."""
     def parse(value: object, where: str) -> str:
-        text = _string(value, where)
+        text = string(value, where)
         if not pattern.fullmatch(text) or text != f"{prefix}{number}":
-            raise LinksStateError(f"{where}: expected {prefix}{number}, got {_show(text)}")
+            raise LinksStateError(f"{where}: expected {prefix}{number}, got {show(text)}")
         return text
 
     return parse
 
 
-def _int(value: object, where: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise LinksStateError(f"{where}: expected an integer {low}-{high}, got {_show(value)}")
-    return value
-
-
 def parse_vni(value: object, where: str) -> int:
-    return _int(value, where, 1, MAX_VNI)
+    return integer(value, where, 1, MAX_VNI)
 
 
 def parse_vlan(value: object, where: str) -> int:
-    return _int(value, where, 1, MAX_VLAN)
+    return integer(value, where, 1, MAX_VLAN)
 
 
 def parse_mac(value: object, where: str) -> str:
-    text = _string(value, where).lower()
+    text = string(value, where).lower()
     if not _MAC_RE.fullmatch(text):
-        raise LinksStateError(f"{where}: not a MAC address: {_show(value)}")
+        raise LinksStateError(f"{where}: not a MAC address: {show(value)}")
     if int(text[:2], 16) & 1 or text == "00:00:00:00:00:00":
-        raise LinksStateError(f"{where}: not a unicast MAC address: {_show(value)}")
+        raise LinksStateError(f"{where}: not a unicast MAC address: {show(value)}")
     return text
 
 
 def parse_ipv4(value: object, where: str) -> ipaddress.IPv4Address:
     try:
-        return ipaddress.IPv4Address(_string(value, where))
+        return ipaddress.IPv4Address(string(value, where))
     except ValueError:
-        raise LinksStateError(f"{where}: not an IPv4 address: {_show(value)}") from None
+        raise LinksStateError(f"{where}: not an IPv4 address: {show(value)}") from None
 
 
 def parse_network(value: object, where: str) -> Network:
     try:
-        return ipaddress.ip_network(_string(value, where), strict=True)
+        return ipaddress.ip_network(string(value, where), strict=True)
     except ValueError:
-        raise LinksStateError(f"{where}: not a CIDR with host bits clear: {_show(value)}"
+        raise LinksStateError(f"{where}: not a CIDR with host bits clear: {show(value)}"
                               ) from None
 
 
 def _ipv4_network(value: object, where: str) -> ipaddress.IPv4Network:
     network = parse_network(value, where)
     if not isinstance(network, ipaddress.IPv4Network):
-        raise LinksStateError(f"{where}: not an IPv4 CIDR: {_show(value)}")
+        raise LinksStateError(f"{where}: not an IPv4 CIDR: {show(value)}")
     return network
 
 
 def _ipv6_network(value: object, where: str) -> ipaddress.IPv6Network:
     network = parse_network(value, where)
     if not isinstance(network, ipaddress.IPv6Network):
-        raise LinksStateError(f"{where}: not an IPv6 CIDR: {_show(value)}")
+        raise LinksStateError(f"{where}: not an IPv6 CIDR: {show(value)}")
     return network
 
 
 def _gateway4(value: object, where: str) -> IPv4Interface:
     try:
-        gateway = IPv4Interface(_string(value, where))
+        gateway = IPv4Interface(string(value, where))
     except ValueError:
-        raise LinksStateError(f"{where}: not an IPv4 address/prefix: {_show(value)}") from None
+        raise LinksStateError(f"{where}: not an IPv4 address/prefix: {show(value)}") from None
     net = gateway.network
     if net.prefixlen > 30 or gateway.ip in (net.network_address, net.broadcast_address):
         raise LinksStateError(f"{where}: {gateway} is not a host address of a /30 or larger")
@@ -427,9 +395,9 @@ def _gateway4(value: object, where: str) -> IPv4Interface:
 
 def _gateway6(value: object, where: str) -> IPv6Interface:
     try:
-        gateway = IPv6Interface(_string(value, where))
+        gateway = IPv6Interface(string(value, where))
     except ValueError:
-        raise LinksStateError(f"{where}: not an IPv6 address/prefix: {_show(value)}") from None
+        raise LinksStateError(f"{where}: not an IPv6 address/prefix: {show(value)}") from None
     if gateway.network.prefixlen > 126 or gateway.ip == gateway.network.network_address \
             or gateway.ip.is_link_local:
         raise LinksStateError(f"{where}: {gateway} is not a global host address")

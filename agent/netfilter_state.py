@@ -26,6 +26,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar, cast
 
+from agent.state_fields import FieldError, boolean, integer, items, obj, show, string
+
 IPv4 = ipaddress.IPv4Address
 Net4 = ipaddress.IPv4Network
 Net6 = ipaddress.IPv6Network
@@ -49,122 +51,78 @@ MAX_WEIGHT: Final = 1000
 ANY_NET: Final = Net4("0.0.0.0/0")
 
 
-class StateError(ValueError):
-    """Invalid desired state; the message is one line naming the field."""
-
-
-def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-# ---------------------------------------------------------------- field parsers
-
-def _obj(value: object, field: str) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise StateError(f"{field}: expected an object, got {_show(value)}")
-    return cast(Mapping[str, Any], value)
-
-
-def _list(value: object, field: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise StateError(f"{field}: expected a list, got {_show(value)}")
-    return value
-
-
-def _known_keys(data: Mapping[str, Any], field: str, allowed: set[str]) -> None:
-    # Unknown keys are refused: a misspelt key would otherwise silently mean a default.
-    extra = sorted(set(data) - allowed)
-    if extra:
-        raise StateError(f"{field}: unknown key {_show(extra[0])}")
-
-
-def _str(value: object, field: str) -> str:
-    if not isinstance(value, str):
-        raise StateError(f"{field}: expected a string, got {_show(value)}")
-    return value
-
-
-def _bool(value: object, field: str) -> bool:
-    if not isinstance(value, bool):
-        raise StateError(f"{field}: expected true or false, got {_show(value)}")
-    return value
-
-
-def _int(value: object, field: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise StateError(f"{field}: expected an integer {low}-{high}, got {_show(value)}")
-    return value
+# Raised by the field parsers of agent.state_fields, and by the checks here.
+StateError = FieldError
 
 
 def parse_id(value: object, field: str) -> str:
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
     if not isinstance(text, str) or not _ID_RE.fullmatch(text):
-        raise StateError(f"{field}: not a valid id: {_show(value)}")
+        raise StateError(f"{field}: not a valid id: {show(value)}")
     return text
 
 
 def parse_ifname(value: object, field: str) -> str:
-    text = _str(value, field)
+    text = string(value, field)
     if not _IFNAME_RE.fullmatch(text):
-        raise StateError(f"{field}: not a valid interface name: {_show(value)}")
+        raise StateError(f"{field}: not a valid interface name: {show(value)}")
     return text
 
 
 def parse_ip(value: object, field: str) -> IPv4:
-    text = _str(value, field)
+    text = string(value, field)
     if not _V4_TEXT_RE.fullmatch(text) or "/" in text:
-        raise StateError(f"{field}: not an IPv4 address: {_show(value)}")
+        raise StateError(f"{field}: not an IPv4 address: {show(value)}")
     try:
         return IPv4(text)
     except ValueError as exc:
-        raise StateError(f"{field}: not an IPv4 address: {_show(value)}") from exc
+        raise StateError(f"{field}: not an IPv4 address: {show(value)}") from exc
 
 
 def parse_cidr(value: object, field: str) -> Net4:
-    text = _str(value, field)
+    text = string(value, field)
     if not _V4_TEXT_RE.fullmatch(text):
-        raise StateError(f"{field}: not an IPv4 CIDR: {_show(value)}")
+        raise StateError(f"{field}: not an IPv4 CIDR: {show(value)}")
     try:
         return Net4(text, strict=True)
     except ValueError as exc:
-        raise StateError(f"{field}: not an IPv4 CIDR with host bits clear: {_show(value)}") \
+        raise StateError(f"{field}: not an IPv4 CIDR with host bits clear: {show(value)}") \
             from exc
 
 
 def parse_cidr6(value: object, field: str) -> Net6:
     """A guest IPv6 prefix: global or unique-local unicast, host bits clear."""
-    text = _str(value, field)
+    text = string(value, field)
     if not _V6_NET_TEXT_RE.fullmatch(text):
-        raise StateError(f"{field}: not an IPv6 CIDR: {_show(value)}")
+        raise StateError(f"{field}: not an IPv6 CIDR: {show(value)}")
     try:
         net = Net6(text, strict=True)
     except ValueError as exc:
-        raise StateError(f"{field}: not an IPv6 CIDR with host bits clear: {_show(value)}") \
+        raise StateError(f"{field}: not an IPv6 CIDR with host bits clear: {show(value)}") \
             from exc
     # Link-local never crosses the router, multicast is no subnet, and a /0 (or ::, ::1)
     # in the guest prefix set would let the firewall treat the world as a guest.
     if (net.prefixlen == 0 or net.is_multicast or net.is_link_local or net.is_loopback
             or net.is_unspecified or net.is_site_local
             or net.network_address.ipv4_mapped is not None):
-        raise StateError(f"{field}: not a unicast guest prefix: {_show(value)}")
+        raise StateError(f"{field}: not a unicast guest prefix: {show(value)}")
     return net
 
 
 def parse_port(value: object, field: str) -> int:
-    return _int(value, field, 1, 65535)
+    return integer(value, field, 1, 65535)
 
 
 def _choice(value: object, field: str, choices: tuple[str, ...]) -> str:
     if not isinstance(value, str) or value not in choices:
-        raise StateError(f"{field}: expected one of {', '.join(choices)}, got {_show(value)}")
+        raise StateError(f"{field}: expected one of {', '.join(choices)}, got {show(value)}")
     return value
 
 
 def _cidrs(data: Mapping[str, Any], key: str, field: str) -> tuple[Net4, ...]:
     """A CIDR list; absent or empty means anywhere (CloudStack's 0.0.0.0/0)."""
-    items = _list(data.get(key, []), f"{field}.{key}")
-    parsed = [parse_cidr(item, f"{field}.{key}[{i}]") for i, item in enumerate(items)]
+    values = items(data.get(key, []), f"{field}.{key}")
+    parsed = [parse_cidr(item, f"{field}.{key}[{i}]") for i, item in enumerate(values)]
     return tuple(sorted(set(parsed))) or (ANY_NET,)
 
 
@@ -173,8 +131,8 @@ _T = TypeVar("_T")
 
 def _many(data: Mapping[str, Any], key: str, field: str,
           parse: Callable[[object, str], _T]) -> tuple[_T, ...]:
-    items = _list(data.get(key, []), f"{field}.{key}")
-    return tuple(parse(item, f"{field}.{key}[{i}]") for i, item in enumerate(items))
+    values = items(data.get(key, []), f"{field}.{key}")
+    return tuple(parse(item, f"{field}.{key}[{i}]") for i, item in enumerate(values))
 
 
 # ---------------------------------------------------------------- objects
@@ -195,7 +153,7 @@ class PortRange:
             return PortRange.of(int(low), int(high or low), field)
         if isinstance(value, list) and len(value) == 2:
             return PortRange.of(parse_port(value[0], field), parse_port(value[1], field), field)
-        raise StateError(f"{field}: expected a port or a 'start-end' range, got {_show(value)}")
+        raise StateError(f"{field}: expected a port or a 'start-end' range, got {show(value)}")
 
     @staticmethod
     def of(start: int, end: int, field: str) -> PortRange:
@@ -224,7 +182,7 @@ class Match:
         raw = data.get("protocol", "all")
         protocol: Protocol | int
         if numeric_ok and isinstance(raw, int) and not isinstance(raw, bool):
-            protocol = _int(raw, f"{field}.protocol", 0, 255)
+            protocol = integer(raw, f"{field}.protocol", 0, 255)
         else:
             protocol = cast(Protocol, _choice(raw, f"{field}.protocol", PROTOCOLS))
         ports = _ports(data, field) if protocol in PORT_PROTOCOLS else None
@@ -249,7 +207,7 @@ def _ports(data: Mapping[str, Any], field: str) -> PortRange | None:
 
 
 def _icmp(value: object, field: str) -> int | None:
-    number = _int(value, field, -1, 255)
+    number = integer(value, field, -1, 255)
     return None if number == -1 else number
 
 
@@ -270,8 +228,8 @@ class FirewallRule:
 
     @staticmethod
     def parse(value: object, field: str) -> FirewallRule:
-        data = _obj(value, field)
-        _known_keys(data, field, _MATCH_KEYS | {"id", "direction", "network", "public_ip",
+        data = obj(value, field)
+        obj(data, field, _MATCH_KEYS | {"id", "direction", "network", "public_ip",
                                                 "source_cidrs", "dest_cidrs"})
         direction = cast(Direction, _choice(data.get("direction"), f"{field}.direction",
                                             ("ingress", "egress")))
@@ -299,10 +257,10 @@ class AclItem:
 
     @staticmethod
     def parse(value: object, field: str) -> AclItem:
-        data = _obj(value, field)
-        _known_keys(data, field, _MATCH_KEYS | {"number", "action", "direction", "cidrs"})
+        data = obj(value, field)
+        obj(data, field, _MATCH_KEYS | {"number", "action", "direction", "cidrs"})
         return AclItem(
-            _int(data.get("number"), f"{field}.number", 1, 2**31 - 1),
+            integer(data.get("number"), f"{field}.number", 1, 2**31 - 1),
             cast(Literal["allow", "deny"],
                  _choice(data.get("action"), f"{field}.action", ("allow", "deny"))),
             cast(Direction, _choice(data.get("direction"), f"{field}.direction",
@@ -328,8 +286,8 @@ class GuestNetwork:
 
     @staticmethod
     def parse(value: object, field: str) -> GuestNetwork:
-        data = _obj(value, field)
-        _known_keys(data, field, {"id", "cidr", "gateway", "egress_default_allow", "acl",
+        data = obj(value, field)
+        obj(data, field, {"id", "cidr", "gateway", "egress_default_allow", "acl",
                                   "source_nat_ip", "ipv6_cidr"})
         cidr = parse_cidr(data.get("cidr"), f"{field}.cidr")
         gateway = parse_ip(data.get("gateway"), f"{field}.gateway")
@@ -345,7 +303,7 @@ class GuestNetwork:
         snat, cidr6 = data.get("source_nat_ip"), data.get("ipv6_cidr")
         return GuestNetwork(
             parse_id(data.get("id"), f"{field}.id"), cidr, gateway,
-            _bool(data.get("egress_default_allow", True), f"{field}.egress_default_allow"),
+            boolean(data.get("egress_default_allow", True), f"{field}.egress_default_allow"),
             acl, None if snat is None else parse_ip(snat, f"{field}.source_nat_ip"),
             None if cidr6 is None else parse_cidr6(cidr6, f"{field}.ipv6_cidr"))
 
@@ -357,8 +315,8 @@ class StaticNat:
 
     @staticmethod
     def parse(value: object, field: str) -> StaticNat:
-        data = _obj(value, field)
-        _known_keys(data, field, {"public_ip", "private_ip"})
+        data = obj(value, field)
+        obj(data, field, {"public_ip", "private_ip"})
         return StaticNat(parse_ip(data.get("public_ip"), f"{field}.public_ip"),
                          parse_ip(data.get("private_ip"), f"{field}.private_ip"))
 
@@ -374,8 +332,8 @@ class PortForward:
 
     @staticmethod
     def parse(value: object, field: str) -> PortForward:
-        data = _obj(value, field)
-        _known_keys(data, field, {"id", "public_ip", "protocol", "public_port", "private_ip",
+        data = obj(value, field)
+        obj(data, field, {"id", "public_ip", "protocol", "public_port", "private_ip",
                                   "private_port"})
         public = PortRange.parse(data.get("public_port"), f"{field}.public_port")
         private = PortRange.parse(data.get("private_port", data.get("public_port")),
@@ -399,12 +357,12 @@ class Backend:
 
     @staticmethod
     def parse(value: object, field: str) -> Backend:
-        data = _obj(value, field)
-        _known_keys(data, field, {"ip", "port", "alive", "weight"})
+        data = obj(value, field)
+        obj(data, field, {"ip", "port", "alive", "weight"})
         return Backend(parse_ip(data.get("ip"), f"{field}.ip"),
                        parse_port(data.get("port"), f"{field}.port"),
-                       _bool(data.get("alive", True), f"{field}.alive"),
-                       _int(data.get("weight", 1), f"{field}.weight", 1, MAX_WEIGHT))
+                       boolean(data.get("alive", True), f"{field}.alive"),
+                       integer(data.get("weight", 1), f"{field}.weight", 1, MAX_WEIGHT))
 
 
 @dataclass(frozen=True)
@@ -418,8 +376,8 @@ class LoadBalancer:
 
     @staticmethod
     def parse(value: object, field: str) -> LoadBalancer:
-        data = _obj(value, field)
-        _known_keys(data, field, {"id", "public_ip", "public_port", "protocol", "algorithm",
+        data = obj(value, field)
+        obj(data, field, {"id", "public_ip", "public_port", "protocol", "algorithm",
                                   "backends"})
         backends = tuple(sorted(_many(data, "backends", field, Backend.parse)))
         if len({(b.ip, b.port) for b in backends}) != len(backends):
@@ -457,8 +415,8 @@ class RoutingDomain:
     @staticmethod
     def from_json(value: object) -> RoutingDomain:
         """Parse and validate the service's JSON for one routing domain."""
-        data = _obj(value, "domain")
-        _known_keys(data, "domain", {"id", "kind", "mode", "public_interface", "networks",
+        data = obj(value, "domain")
+        obj(data, "domain", {"id", "kind", "mode", "public_interface", "networks",
                                      "source_nat_ip", "static_nats", "port_forwards",
                                      "firewall_rules", "load_balancers"})
         snat = data.get("source_nat_ip")

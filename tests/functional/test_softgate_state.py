@@ -16,7 +16,7 @@ from flask import Flask
 from sqlalchemy import insert
 
 from agent.dhcp_state import DhcpState, parse_state
-from agent.netfilter_state import RoutingDomain, StateError
+from agent.netfilter_state import RoutingDomain
 from provider_service.db import Database
 from provider_service.models import Device
 from provider_service.models.vms import NetworkServices, Nic, NicVmData
@@ -41,24 +41,10 @@ def compiled(app: Flask, device: str = "sg1") -> dict[str, Any]:
         return compile_softgate_state(session, row)
 
 
-def parse_netfilter(domain: dict[str, Any]) -> RoutingDomain:
-    """The agent's parse. Guest networks' "ipv6_cidr" is being added to the agent's parser
-    in parallel: while this branch's parser refuses the key, it is stripped first."""
-    try:
-        return RoutingDomain.from_json(domain)
-    except StateError as exc:
-        if "unknown key 'ipv6_cidr'" not in str(exc):
-            raise
-    stripped = {**domain, "networks": [
-        {key: value for key, value in network.items() if key != "ipv6_cidr"}
-        for network in domain["networks"]]}
-    return RoutingDomain.from_json(stripped)
-
-
 def check_agent_accepts(state: dict[str, Any]) -> None:
     assert state["format"] == 1
     for domain in state["netfilter"]["domains"]:
-        parse_netfilter(domain)
+        RoutingDomain.from_json(domain)
     DhcpState.from_json(state["dhcp"])
     _, problems = parse_state(state["dhcp"])
     assert problems == ()
@@ -83,7 +69,7 @@ def test_isolated_network_in_each_section(api: Api, app: Flask) -> None:
     assert link["routes"] == [f"203.0.113.{n}/32" for n in (10, 11, 12, 13)]
     assert link["routes6"] == ["2001:db8:100::/64"]
     assert state["links"]["blackholes"] == ["203.0.113.0/24"]
-    domain = parse_netfilter(state["netfilter"]["domains"][0])
+    domain = RoutingDomain.from_json(state["netfilter"]["domains"][0])
     assert (domain.kind, str(domain.source_nat_ip)) == ("isolated", "203.0.113.10")
     assert [rule.id for rule in domain.firewall_rules] == ["61", "62", "63", "64"]
     assert [str(net) for net in domain.firewall_rules[0].sources] == ["198.51.100.0/24"]
@@ -100,7 +86,7 @@ def test_isolated_network_in_each_section(api: Api, app: Flask) -> None:
 
 def test_vpc_tiers_and_their_acls(api: Api, app: Flask) -> None:
     state = compiled(app, CASES["vpcs"](request_of(api)))
-    domains = [parse_netfilter(domain) for domain in state["netfilter"]["domains"]]
+    domains = [RoutingDomain.from_json(domain) for domain in state["netfilter"]["domains"]]
     assert [d.kind for d in domains] == ["vpc", "vpc"]
     assert [str(d.source_nat_ip) for d in domains] == ["203.0.113.20", "203.0.113.21"]
     acls = {network.id: network.acl for d in domains for network in d.networks}
@@ -114,7 +100,7 @@ def test_vpc_tiers_and_their_acls(api: Api, app: Flask) -> None:
 
 def test_routed_domain_has_no_nat(api: Api, app: Flask) -> None:
     state = compiled(app, CASES["routed"](request_of(api)))
-    domain = parse_netfilter(state["netfilter"]["domains"][0])
+    domain = RoutingDomain.from_json(state["netfilter"]["domains"][0])
     assert domain.mode == "routed"
     assert (domain.source_nat_ip, domain.static_nats) == (None, ())
     assert state["links"]["domains"][0]["routes"] == ["198.18.10.0/24", "203.0.113.30/32"]
