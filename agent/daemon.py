@@ -10,6 +10,10 @@
 - When the service is unreachable nothing is torn down: the data plane keeps forwarding
   on the last applied state, and the agent retries with backoff. Status reports that could
   not be sent are kept (the newest per object) and sent with the next report.
+- A report the service already has (the same state and reason) is not sent again, but
+  at the resync: one port forward added to a SoftGate of 2,000 objects sends two reports,
+  the port forward's and the artifact's. Each apply reports its artifact (kind
+  "artifact"), always sent: its generation is the one the device has applied.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ LONG_POLL_S = 25
 RESYNC_S = 300.0
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 60.0
+ARTIFACT = "artifact"  # the report kind of a whole artifact
 
 
 class ArtifactApplier(Protocol):
@@ -61,6 +66,7 @@ class AgentLoop:
     generation: int = 0
     artifacts: dict[str, _Artifact] = field(default_factory=dict)
     unsent: dict[tuple[str, str], ObjectStatus] = field(default_factory=dict)
+    sent: dict[tuple[str, str], ObjectStatus] = field(default_factory=dict)
     service_failures: int = 0
     _resync_at: float = 0.0
     _unsent_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -106,6 +112,7 @@ class AgentLoop:
         if self.clock() < self._resync_at:
             return
         self._resync_at = self.clock() + self.resync_s
+        self.sent.clear()  # and tell the service everything again
         for artifact in self.artifacts.values():
             artifact.applied_sha256 = ""  # apply again: observe and repair
             artifact.retry_at = 0.0
@@ -125,16 +132,19 @@ class AgentLoop:
         applier = self.appliers.get(name)
         started = self.clock()
         if applier is None:
-            reports = [ObjectStatus("artifact", name, "error",
+            reports = [ObjectStatus(ARTIFACT, name, "error",
                                     "this agent has no applier for this artifact")]
         else:
             try:
                 reports = applier.apply(artifact.content)
             except Exception as exc:  # an applier bug must not end the loop
                 log.exception("applying %s failed", name)
-                reports = [ObjectStatus("artifact", name, "error",
+                reports = [ObjectStatus(ARTIFACT, name, "error",
                                         f"{type(exc).__name__}: {exc}")]
         failed = [r for r in reports if r.state == "error"]
+        if not any(r.kind == ARTIFACT and r.id == name for r in reports):
+            reports.append(ObjectStatus(ARTIFACT, name, "error" if failed else "ok",
+                                        f"{len(failed)} object(s) failed" if failed else ""))
         log.info("applied %s: %d objects, %d errors, %.2f s", name, len(reports), len(failed),
                  self.clock() - started)
         if failed:
@@ -157,6 +167,8 @@ class AgentLoop:
     def _send_reports(self) -> None:
         with self._unsent_lock:
             sending, self.unsent = self.unsent, {}
+        sending = {key: report for key, report in sending.items()
+                   if report.kind == ARTIFACT or self.sent.get(key) != report}
         if not sending:
             return
         try:
@@ -165,6 +177,8 @@ class AgentLoop:
             log.info("status report kept for later: %s", exc)
             with self._unsent_lock:  # what came in meanwhile is newer: it wins
                 self.unsent = {**sending, **self.unsent}
+        else:
+            self.sent.update(sending)
 
     def _service_down(self, exc: ServiceUnreachable) -> None:
         self.service_failures += 1

@@ -40,18 +40,25 @@ class ApplyResult:
         return all(s.state == "ok" for s in self.statuses)
 
 
-def objects_of(domain: RoutingDomain) -> list[tuple[str, str, RoutingDomain]]:
-    """(kind, id, the base domain plus only this object) for every tenant object."""
-    base = base_of(domain)
-    result = [("static_nat", str(s.public_ip), replace(base, static_nats=(s,)))
-              for s in domain.static_nats]
-    result += [("port_forward", p.id, replace(base, port_forwards=(p,)))
-               for p in domain.port_forwards]
-    result += [("firewall_rule", r.id, replace(base, firewall_rules=(r,)))
-               for r in domain.firewall_rules]
-    result += [("load_balancer", lb.id, replace(base, load_balancers=(lb,)))
-               for lb in domain.load_balancers]
+def object_ids(domain: RoutingDomain) -> list[tuple[str, str]]:
+    """(kind, id) of every tenant object."""
+    result = [("static_nat", str(s.public_ip)) for s in domain.static_nats]
+    result += [("port_forward", p.id) for p in domain.port_forwards]
+    result += [("firewall_rule", r.id) for r in domain.firewall_rules]
+    result += [("load_balancer", lb.id) for lb in domain.load_balancers]
     return result
+
+
+def objects_of(domain: RoutingDomain) -> list[tuple[str, str, RoutingDomain]]:
+    """(kind, id, the base domain plus only this object) for every tenant object: what
+    the applier checks one by one when the kernel refused the whole."""
+    base = base_of(domain)
+    alone = [replace(base, static_nats=(s,)) for s in domain.static_nats]
+    alone += [replace(base, port_forwards=(p,)) for p in domain.port_forwards]
+    alone += [replace(base, firewall_rules=(r,)) for r in domain.firewall_rules]
+    alone += [replace(base, load_balancers=(lb,)) for lb in domain.load_balancers]
+    return [(kind, ident, one) for (kind, ident), one in zip(object_ids(domain), alone,
+                                                              strict=True)]
 
 
 def base_of(domain: RoutingDomain) -> RoutingDomain:
@@ -123,7 +130,7 @@ class DomainApplier:
         try:
             self.nft.apply(self.netns, render.render_full(base), check=True)
         except NftError as exc:
-            failed = {(k, i): str(exc) for k, i, _ in objects_of(desired)}
+            failed = {key: str(exc) for key in object_ids(desired)}
             statuses = _base_statuses(desired, "error", str(exc))
             statuses += [ObjectStatus(k, i, "error", f"base refused: {exc}")
                          for k, i in failed]
@@ -142,8 +149,8 @@ class DomainApplier:
             # Each object passed alone but not together: report the whole error on all.
             self.forget()
             statuses = _base_statuses(desired, "error", whole_error)
-            statuses += [ObjectStatus(k, i, "error", str(exc)) for k, i, _ in
-                         objects_of(desired)]
+            statuses += [ObjectStatus(k, i, "error", str(exc))
+                         for k, i in object_ids(desired)]
             return ApplyResult("partial", tuple(statuses))
         self._remember(good, compile_domain(good))
         return ApplyResult("partial", tuple(self._statuses(desired, failed)))
@@ -152,7 +159,7 @@ class DomainApplier:
                   failed: dict[tuple[str, str], str]) -> list[ObjectStatus]:
         statuses = _base_statuses(domain, "ok", "")
         leastconn = {lb.id for lb in domain.load_balancers if lb.algorithm == "leastconn"}
-        for kind, ident, _ in objects_of(domain):
+        for kind, ident in object_ids(domain):
             if (kind, ident) in failed:
                 statuses.append(ObjectStatus(kind, ident, "error", failed[(kind, ident)]))
             elif kind == "load_balancer" and ident in leastconn:

@@ -16,13 +16,13 @@ dead backend back and the two never interleave on a domain.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,9 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 NFT_PARALLEL = 8
-LINKS_RECHECK_S = 240.0  # under the agent's resync period (daemon.RESYNC_S)
+RECHECK_S = 240.0  # under the agent's resync period (daemon.RESYNC_S)
+LINKS = "links"
+DHCP = "dhcp"
 
 
 def apply_links(links: LinksApplier, data: object) -> tuple[set[str], list[ObjectStatus]]:
@@ -48,6 +50,46 @@ def apply_links(links: LinksApplier, data: object) -> tuple[set[str], list[Objec
     result = links.apply_json(data)
     ready = {s.id for s in result.statuses if s.kind == "domain" and s.state == "ok"}
     return ready, list(result.statuses)
+
+
+@dataclass(frozen=True)
+class _Done:
+    data: Any
+    at: float
+    reports: tuple[ObjectStatus, ...]
+
+
+class RecentlyApplied:
+    """Parts of softgate.json (a section, a domain's rules) applied without an error less
+    than RECHECK_S ago, by key. The same part again is not re-applied: a port forward
+    changes one domain's rules, yet re-reading 100 namespaces' links costs most of a
+    second and re-parsing every domain and every VM's DHCP entry most of the rest. The
+    agent's resync (every RESYNC_S) re-applies everything, so no part goes unchecked for
+    much longer than that."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._done: dict[str, _Done] = {}
+
+    def reports(self, key: str, data: Any) -> list[ObjectStatus] | None:
+        """The reports of the last clean apply of exactly `data`, if still recent."""
+        done = self._done.get(key)
+        if done is None or done.data != data or self.clock() - done.at >= RECHECK_S:
+            return None
+        return list(done.reports)
+
+    def record(self, key: str, data: Any, reports: Iterable[ObjectStatus]) -> None:
+        kept = tuple(reports)
+        if all(report.state == "ok" for report in kept):
+            self._done[key] = _Done(data, self.clock(), kept)
+        else:
+            self._done.pop(key, None)
+
+    def keep_only(self, keys: set[str]) -> None:
+        self._done = {key: done for key, done in self._done.items() if key in keys}
+
+    def clear(self) -> None:
+        self._done.clear()
 
 
 class SoftGateArtifact:
@@ -61,9 +103,7 @@ class SoftGateArtifact:
         self.desired: dict[str, RoutingDomain] = {}  # what the service wants, by namespace
         self.dhcp_state: DhcpState | None = None  # None: not known (agent start)
         self.lock = threading.Lock()  # netfilter appliers: the config and health loops
-        # The links section last applied without an error: digest, when, ready, reports.
-        self._links_done: tuple[str, float, frozenset[str], tuple[ObjectStatus, ...]] | None \
-            = None
+        self.recent = RecentlyApplied()
 
     @classmethod
     def real(cls, state_dir: Path) -> SoftGateArtifact:
@@ -108,18 +148,16 @@ class SoftGateArtifact:
         return merge(reports)
 
     def _links(self, section: Any) -> tuple[set[str], list[ObjectStatus]]:
-        """Apply the links section, unless it is the one applied cleanly less than
-        LINKS_RECHECK_S ago: reading back 100 namespaces costs most of a second, and a
-        port forward or a VM does not change links. The agent's resync (every 5 min)
-        re-applies everything, so a recheck is never much older than that."""
-        digest = hashlib.sha256(json.dumps(section, sort_keys=True).encode()).hexdigest()
-        now = time.monotonic()
-        last = self._links_done
-        if last is not None and last[0] == digest and now - last[1] < LINKS_RECHECK_S:
-            return set(last[2]), list(last[3])
+        """Apply the links section unless it was applied cleanly a short while ago. When
+        it does run, it may have made namespaces anew, empty: what lives in them (rules,
+        dnsmasq) is then applied again too, however recent."""
+        recent = self.recent.reports(LINKS, section)
+        if recent is not None:
+            ready = {s.id for s in recent if s.kind == "domain" and s.state == "ok"}
+            return ready, recent
+        self.recent.clear()
         ready, reports = apply_links(self.links, section)
-        clean = all(report.state == "ok" for report in reports)
-        self._links_done = (digest, now, frozenset(ready), tuple(reports)) if clean else None
+        self.recent.record(LINKS, section, reports)
         return ready, reports
 
     def _netfilter(self, section: Any, ready: set[str]) -> list[ObjectStatus]:
@@ -129,8 +167,13 @@ class SoftGateArtifact:
                                  "netfilter.domains: expected a list")]
         reports: list[ObjectStatus] = []
         wanted: set[str] = set()
-        due: list[RoutingDomain] = []
+        due: list[tuple[RoutingDomain, Any]] = []
         for index, item in enumerate(domains):
+            recent = self._recent_domain(item, ready)
+            if recent is not None:
+                wanted.add(item["id"])
+                reports += recent
+                continue
             try:
                 domain = RoutingDomain.from_json(item)
             except StateError as exc:
@@ -146,37 +189,56 @@ class SoftGateArtifact:
                 self.netfilter.pop(domain.id, None)  # made anew: rebuild its tables then
                 continue
             self.netfilter.setdefault(domain.id, DomainApplier(self.nft, domain.id))
-            due.append(domain)
+            due.append((domain, item))
         reports += self._apply_domains(due)
         for gone in set(self.netfilter) - wanted:
             # Its namespace went with the links; the tables went with the namespace.
             del self.netfilter[gone]
         for gone in set(self.desired) - wanted:
             del self.desired[gone]
+        self.recent.keep_only({LINKS, DHCP} | {_netfilter_key(id) for id in wanted})
         return reports
 
-    def _apply_domains(self, domains: list[RoutingDomain]) -> list[ObjectStatus]:
+    def _recent_domain(self, item: Any, ready: set[str]) -> list[ObjectStatus] | None:
+        ident = item.get("id") if isinstance(item, dict) else None
+        if not isinstance(ident, str) or ident not in ready or ident not in self.netfilter:
+            return None
+        return self.recent.reports(_netfilter_key(ident), item)
+
+    def _apply_domains(self, due: list[tuple[RoutingDomain, Any]]) -> list[ObjectStatus]:
         """Each domain's one nft transaction, several at once: an `nft -f` spends most of
         its time waiting on the kernel, not on a CPU (bench.softgate: 100 domains 2.1 s
         one after another, 0.5 s eight at a time). Each domain has its own applier."""
-        def one(domain: RoutingDomain) -> list[ObjectStatus]:
-            return list(apply_with_health(self.netfilter[domain.id], domain,
-                                          self.health).statuses)
+        def one(domain: RoutingDomain, item: Any) -> list[ObjectStatus]:
+            statuses = list(apply_with_health(self.netfilter[domain.id], domain,
+                                              self.health).statuses)
+            self.recent.record(_netfilter_key(domain.id), item, statuses)
+            return statuses
 
-        if len(domains) <= 1:
-            return [status for domain in domains for status in one(domain)]
+        if len(due) <= 1:
+            return [status for domain, item in due for status in one(domain, item)]
         with ThreadPoolExecutor(max_workers=NFT_PARALLEL) as pool:
-            return [status for statuses in pool.map(one, domains) for status in statuses]
+            return [status for statuses in pool.map(one, *zip(*due, strict=True))
+                    for status in statuses]
 
     def _dhcp(self, section: Any, ready: set[str]) -> list[ObjectStatus]:
+        section = _ready_networks(section, ready)
+        recent = self.recent.reports(DHCP, section)
+        if recent is not None:
+            return recent
         try:
-            new_state, result = self.dhcp.apply_json(self.dhcp_state,
-                                                     _ready_networks(section, ready))
+            new_state, result = self.dhcp.apply_json(self.dhcp_state, section)
         except DhcpStateError as exc:
             return [ObjectStatus("artifact", "softgate.json", "error", f"dhcp: {exc}")]
         self.dhcp_state = new_state
-        return [ObjectStatus(s.kind, s.id, "ok" if s.ok else "error", s.reason)
-                for s in result.statuses]
+        reports = [ObjectStatus(s.kind, s.id, "ok" if s.ok else "error", s.reason)
+                   for s in result.statuses]
+        self.recent.record(DHCP, section, reports)
+        return reports
+
+
+def _netfilter_key(domain_id: str) -> str:
+    return f"netfilter {domain_id}"
 
 
 def _parse(content: str) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from agent.daemon import AgentLoop, FrrArtifact
+from agent.daemon import RESYNC_S, AgentLoop, FrrArtifact
 from agent.frr import FakeFrr
 from agent.service_client import Artifact, Fetched, ServiceUnreachable
 from agent.status import ObjectStatus
@@ -83,10 +83,31 @@ def test_applies_new_artifacts_in_order_and_reports() -> None:
     assert order == ["sg", "frr"]  # namespaces before the FRR VRFs that name them
     assert loop.generation == 2
     (generation, reports), = service.reports
-    assert generation == 2 and {r.kind for r in reports} == {"frr", "x"}
+    assert generation == 2 and {(r.kind, r.id) for r in reports} == {
+        ("frr", "frr.conf"), ("x", "1"), ("artifact", "frr.conf"),
+        ("artifact", "softgate.json")}
     loop.step()  # nothing new: nothing applied, nothing reported, a long wait
     assert order == ["sg", "frr"] and len(service.reports) == 1
     assert service.waits[-1] == 25
+
+
+def test_only_changed_reports_are_sent_but_all_at_the_resync() -> None:
+    service = FakeService()
+    service.publish("softgate.json", "v1")
+    softgate = Recorder()
+    softgate.apply = lambda c: [ObjectStatus("x", "1", "ok"),  # type: ignore[method-assign]
+                                ObjectStatus("x", "2", "ok" if c == "v1" else "error", c)]
+    loop, clock = make(service, softgate_json=softgate)
+    loop.step()
+    service.publish("softgate.json", "v2")
+    loop.step()
+    sent = [(generation, sorted((r.kind, r.id) for r in reports))
+            for generation, reports in service.reports]
+    # The artifact's own report always goes: it carries the generation applied.
+    assert sent[1] == (2, [("artifact", "softgate.json"), ("x", "2")])
+    clock.now += RESYNC_S
+    loop.step()
+    assert sorted(r.id for r in service.reports[-1][1]) == ["1", "2", "softgate.json"]
 
 
 def test_a_failed_apply_is_retried_with_backoff_without_the_service() -> None:

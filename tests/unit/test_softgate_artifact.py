@@ -15,7 +15,7 @@ from agent.lb_probe import FakeProber
 from agent.links_apply import LinksApplier
 from agent.metadata_process import FakeMetadataServer
 from agent.nft_fake import FakeNft
-from agent.softgate import SoftGateArtifact, merge
+from agent.softgate import RECHECK_S, SoftGateArtifact, merge
 from agent.status import ObjectStatus
 
 GOLDEN = Path(__file__).parents[1] / "golden" / "softgate"
@@ -47,6 +47,35 @@ def test_golden_state_applies_cleanly_and_again_changes_nothing(case: str) -> No
     # the agent died between writing them and signalling (it keeps every lease).
     assert {verb for verb, _ in dnsmasq.actions[len(actions):]} <= {"reload"}
     assert len(nft.calls) - nft_calls <= len(domains)  # one atomic transaction a domain
+
+
+def test_a_change_in_one_domain_applies_that_domain_only() -> None:
+    content = json.loads((GOLDEN / "vpcs.json").read_text())
+    clock = [0.0]
+    softgate, ipr, nft, dnsmasq = artifact()
+    softgate.recent.clock = lambda: clock[0]
+    applied: list[str] = []
+    for name, applier in (("links", softgate.links), ("dhcp", softgate.dhcp)):
+        real = applier.apply_json
+        applier.apply_json = (  # type: ignore[method-assign]
+            lambda *args, name=name, real=real: applied.append(name) or real(*args))
+    first = softgate.apply(json.dumps(content))
+    calls, nft_calls, actions = len(ipr.calls), len(nft.calls), len(dnsmasq.actions)
+    changed = content["netfilter"]["domains"][1]
+    changed["port_forwards"] = []
+    reports = softgate.apply(json.dumps(content))
+    # The same reports (the port forward's went with it), one nft transaction, for the
+    # changed domain; links and dnsmasq untouched.
+    assert {(r.kind, r.id) for r in first} - {(r.kind, r.id) for r in reports} == {
+        ("port_forward", pf["id"]) for pf in json.loads(
+            (GOLDEN / "vpcs.json").read_text())["netfilter"]["domains"][1]["port_forwards"]}
+    assert applied == ["links", "dhcp"]
+    assert (len(ipr.calls), len(dnsmasq.actions)) == (calls, actions)
+    assert [ns for ns, _, _ in nft.calls[nft_calls:]] == [changed["id"]]
+    # Once RECHECK_S has passed, everything is looked at again.
+    clock[0] += RECHECK_S
+    assert not [r for r in softgate.apply(json.dumps(content)) if r.state == "error"]
+    assert applied == ["links", "dhcp"] * 2
 
 
 def test_a_removed_domain_goes_with_its_tables() -> None:
