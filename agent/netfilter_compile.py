@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from agent import netfilter_boxes as boxes
-from agent import netfilter_lb
+from agent import netfilter_lb, uplink
 from agent.netfilter_state import (
     ANY_NET,
     AclItem,
@@ -380,6 +380,9 @@ def _match_text(match: Match) -> list[str]:
 def _nat_table(domain: RoutingDomain) -> TableData:
     table = _new(NAT)
     table.elements["public_ifs"][_ifname(domain.public_interface)] = None
+    own = _own_source(domain)
+    if own is not None:
+        table.elements["source_nat"][f"{uplink.DOMAIN_V4.ip}"] = str(own)
     if not domain.natted:
         return table
     for network in domain.networks:
@@ -401,6 +404,17 @@ def _nat_table(domain: RoutingDomain) -> TableData:
             key = f"{pf.public_ip} . {pf.protocol} . {pub.start + offset}"
             table.elements["pf_port"][key] = f"{pf.private_ip} . {priv.start + offset}"
     return table
+
+
+def _own_source(domain: RoutingDomain) -> IPv4 | None:
+    """The address the domain's own traffic (dnsmasq forwarding a guest's query to
+    CloudStack's resolvers) leaves with, instead of the uplink's 169.254.253.1 that every
+    domain has: the source NAT address, or, in a ROUTED domain, which has none and whose
+    guest prefixes are announced upstream, its first network's gateway."""
+    if domain.natted:
+        return domain.source_nat_ip or next(
+            (n.source_nat_ip for n in domain.networks if n.source_nat_ip is not None), None)
+    return domain.networks[0].gateway if domain.networks else None
 
 
 # ---------------------------------------------------------------- ip vxgate_lb

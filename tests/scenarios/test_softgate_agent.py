@@ -17,7 +17,7 @@ from pathlib import Path
 
 from simulator.evpn_fabric import INTERNET_HOST, SmallFabric
 from simulator.fabric import run, wait_until
-from tests.golden.softgate_cases import USER_DATA, port_forward, vm
+from tests.golden.softgate_cases import DNS, USER_DATA, port_forward, vm
 
 # Answers each TCP connection with the peer's address, then closes.
 PEER_SERVER = r"""
@@ -35,6 +35,21 @@ try:
         print(c.recv(64).decode())
 except OSError as e:
     print("ERR", e); sys.exit(1)
+"""
+# One A query over UDP; prints the first answer's address, or why there is none.
+RESOLVE = r"""
+import socket, struct, sys
+name, server = sys.argv[1], sys.argv[2]
+query = struct.pack("!6H", 0x5678, 0x0100, 1, 0, 0, 0) + b"".join(
+    bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\0" + struct.pack("!2H", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1.0)
+s.sendto(query, (server, 53))
+try:
+    answer = s.recv(512)
+except OSError as e:
+    print("ERR", e); sys.exit(1)
+count, rcode = struct.unpack("!H", answer[6:8])[0], answer[3] & 15
+print(socket.inet_ntoa(answer[-4:]) if count else f"rcode {rcode}")
 """
 FETCH = r"""
 import sys, urllib.request
@@ -65,6 +80,40 @@ def test_vm_reaches_the_internet_through_source_nat(small_fabric: SmallFabric) -
         wait_until("vm1 to reach the internet",
                    lambda: connect(small_fabric, "vm1", INTERNET_HOST, 7001) == "203.0.113.10",
                    timeout=10)
+
+
+@contextmanager
+def resolver_in(small: SmallFabric, node: str, address: str, records: dict[str, str]
+                ) -> Iterator[None]:
+    """A dnsmasq answering `records` on `address` (added to the node's lo) until the end."""
+    fabric = small.fabric
+    fabric.ip(node, "addr", "replace", f"{address}/32", "dev", "lo")
+    answers = [f"--address=/{name}/{ip}" for name, ip in records.items()]
+    process = subprocess.Popen(["ip", "netns", "exec", fabric.ns(node), "dnsmasq", "-k",
+                                "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+                                "--pid-file", "--bind-interfaces",
+                                f"--listen-address={address}", *answers])
+    try:
+        yield
+    finally:
+        process.terminate()  # our own child, by its handle
+        process.wait(timeout=10)
+        fabric.ip(node, "addr", "del", f"{address}/32", "dev", "lo")
+
+
+def test_guest_dns_is_forwarded_upstream_from_the_public_address(
+        small_fabric: SmallFabric) -> None:
+    """The network's dnsmasq forwards what it does not know to CloudStack's resolvers
+    (DNS 192.0.2.53, "on the internet"). Its queries leave the domain with the source NAT
+    address: the uplink's 169.254.253.1, the same in every domain, would get no answer."""
+    net1 = small_fabric.segments[0]
+    assert DNS["dns"].startswith("192.0.2.53,")
+    small_fabric.request("PUT", f"/v1/networks/{net1.network_id}/dns", DNS)
+    gateway = net1.gateway
+    with resolver_in(small_fabric, "up1", "192.0.2.53", {"www.example.test": "192.0.2.80"}):
+        wait_until("vm1's resolver to answer from upstream", lambda: small_fabric.fabric.exec(
+            "vm1", "python3", "-c", RESOLVE, "www.example.test", gateway,
+            check=False).stdout.strip() == "192.0.2.80", timeout=10)
 
 
 def test_port_forward_opens_with_its_firewall_rule(small_fabric: SmallFabric) -> None:

@@ -123,11 +123,15 @@ def test_the_fake_holds_the_ipv6_chains_and_sets() -> None:
     assert fake.elements("ns", FW, "guest6") == {}
 
 
-def test_routed_domain_has_no_nat_elements() -> None:
+def test_routed_domain_nats_only_its_own_traffic() -> None:
     tables = compile_domain(domain("routed"))
     nat = tables[1]
     assert nat.name == NAT
-    assert all(not elements for name, elements in nat.elements.items() if name != "public_ifs")
+    # Guests keep their addresses; the domain's own uplink address (dnsmasq's upstream
+    # queries) leaves as its first gateway, which is routed back to it.
+    assert nat.elements["source_nat"] == {"169.254.253.1": "198.18.10.1"}
+    assert all(not elements for name, elements in nat.elements.items()
+               if name not in ("public_ifs", "source_nat"))
     assert tables[0].elements["routed"] == {"198.18.10.0/24": None}
 
 
