@@ -119,17 +119,19 @@ class IprApi(Protocol):
     def link(self, netns: str | None, name: str) -> Link | None: ...
     def routes(self, netns: str | None) -> list[Route]: ...
     def sysctls(self, netns: str | None, names: list[str]) -> dict[str, str | None]: ...
-    def set_sysctl(self, netns: str | None, name: str, value: str) -> None: ...
+    def set_sysctls(self, netns: str | None, values: dict[str, str]) -> None: ...
     def add_veth(self, name: str, netns: str | None, peer: str, peer_netns: str | None
                  ) -> None: ...
-    def add_bridge(self, netns: str | None, name: str) -> None: ...
-    def add_vxlan(self, name: str, spec: Vxlan, into: str | None) -> None: ...
+    def add_bridge(self, netns: str | None, name: str, *, mac: str | None = None,
+                   up: bool = False) -> None: ...
+    def add_vxlan(self, name: str, spec: Vxlan, into: str | None, *,
+                  master: str | None = None) -> None: ...
     def set_link(self, netns: str | None, name: str, *, up: bool | None = None,
                  mtu: int | None = None, mac: str | None = None,
                  master: str | None = None) -> None: ...
     def set_bridge(self, netns: str | None, name: str, *, mcast_snooping: bool) -> None: ...
     def set_port(self, netns: str | None, name: str, *, learning: bool,
-                 neigh_suppress: bool) -> None: ...
+                 neigh_suppress: bool, up: bool | None = None) -> None: ...
     def delete_link(self, netns: str | None, name: str) -> None: ...
     def delete_links(self, netns: str | None, names: list[str]) -> None: ...
     def add_address(self, netns: str | None, name: str, address: Interface) -> None: ...
@@ -144,34 +146,44 @@ def where(netns: str | None) -> str:
     return netns or "softgate"
 
 
-@contextlib.contextmanager
-def failing(what: str) -> Iterator[None]:
+class failing:  # lower case: used as a function, `with failing("what was done"):`
     """The kernel's and the system's exceptions as one-line LinkErrors: the errno's
     text, and the kernel's own words when it gave some ("File exists (A VXLAN device
-    with the specified VNI already exists)")."""
-    try:
-        yield
-    except LinkError as exc:
-        raise LinkError(f"{what}: {exc}", exc.code) from None
-    except NetlinkError as exc:
-        reason = os.strerror(exc.code) + (f" ({exc.detail})" if exc.detail else "")
-        raise LinkError(f"{what}: {reason}", exc.code) from None
-    except OSError as exc:
-        raise LinkError(f"{what}: {exc.strerror or exc}", exc.errno) from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise LinkError(f"{what}: {exc!r}") from None
+    with the specified VNI already exists)"). A class, not a generator: entered for
+    every request, and a generator context costs several times as much."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, trace: object) -> None:
+        what = self.what
+        if isinstance(exc, LinkError):
+            raise LinkError(f"{what}: {exc}", exc.code) from None
+        if isinstance(exc, NetlinkError):
+            reason = os.strerror(exc.code) + (f" ({exc.detail})" if exc.detail else "")
+            raise LinkError(f"{what}: {reason}", exc.code) from None
+        if isinstance(exc, OSError):
+            raise LinkError(f"{what}: {exc.strerror or exc}", exc.errno) from None
+        if isinstance(exc, (ValueError, KeyError, TypeError)):
+            raise LinkError(f"{what}: {exc!r}") from None
 
 
-@contextlib.contextmanager
-def unless(code: int, done: Callable[[], bool]) -> Iterator[None]:
+class unless:  # lower case: used as a function
     """Idempotence: a LinkError with errno `code` is no error when `done()` says the
     wanted state is already there (EEXIST for an add, ENODEV/ESRCH/... for a delete)."""
-    try:
-        yield
-    except LinkError as exc:
-        if exc.code != code or not done():
-            raise
 
+    def __init__(self, code: int, done: Callable[[], bool]) -> None:
+        self.code = code
+        self.done = done
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, trace: object) -> bool:
+        return isinstance(exc, LinkError) and exc.code == self.code and self.done()
 
 
 class Ipr:
@@ -344,10 +356,13 @@ class Ipr:
                     values[name] = None
         return values
 
-    def set_sysctl(self, netns: str | None, name: str, value: str) -> None:
-        with failing(f"{where(netns)}: sysctl {name}={value}"), namespaces.entered(netns), \
-                open(_sysctl_path(name), "w") as file:
-            file.write(value)
+    def set_sysctls(self, netns: str | None, values: dict[str, str]) -> None:
+        """In order, all from one visit to the namespace; the first that fails stops."""
+        with namespaces.entered(netns):
+            for name, value in values.items():
+                with failing(f"{where(netns)}: sysctl {name}={value}"), \
+                        open(_sysctl_path(name), "w") as file:
+                    file.write(value)
 
     # --- links -----------------------------------------------------------------------
 
@@ -373,28 +388,41 @@ class Ipr:
         with failing(f"{where(netns)}: set {name} addrgenmode none"):
             self._nl(netns).ack(nl.RTM_NEWLINK, 0, nl.addrgenmode_none(name))
 
-    def add_bridge(self, netns: str | None, name: str) -> None:
-        with unless(errno.EEXIST, lambda: self._is(netns, name, "bridge")), \
+    def add_bridge(self, netns: str | None, name: str, *, mac: str | None = None,
+                   up: bool = False) -> None:
+        """With its MAC and up in the same request, when asked: the MAC is there
+        before the bridge is up (its IPv6 link-local address is made from it)."""
+        with unless(errno.EEXIST, lambda: self._is(netns, name, "bridge", mac=mac, up=up)), \
                 failing(f"{where(netns)}: add bridge {name}"):
-            self._nl(netns).ack(nl.RTM_NEWLINK, CREATE, nl.bridge(name))
+            self._nl(netns).ack(nl.RTM_NEWLINK, CREATE, nl.bridge(name, mac=mac, up=up))
 
-    def _is(self, netns: str | None, name: str, kind: str, vxlan: Vxlan | None = None
-            ) -> bool:
+    def _is(self, netns: str | None, name: str, kind: str, vxlan: Vxlan | None = None, *,
+            mac: str | None = None, up: bool = False, master: str | None = None) -> bool:
+        """Whether link `name` is there as an add asked for it."""
         link = self.link(netns, name)
-        return link is not None and link.kind == kind and link.vxlan == vxlan
+        return (link is not None and link.kind == kind and link.vxlan == vxlan
+                and mac in (None, link.mac) and (link.up or not up)
+                and master in (None, link.master))
 
-    def add_vxlan(self, name: str, spec: Vxlan, into: str | None) -> None:
+    def add_vxlan(self, name: str, spec: Vxlan, into: str | None, *,
+                  master: str | None = None) -> None:
         """Asked for from the agent's namespace with `into` as the link's namespace: the
         kernel binds the VXLAN socket where the request came from (`link-netnsid 0` in
         `into`), as creating it here and moving it would (lab FINDINGS §5), without the
-        move's synchronize_net (0.6 ms instead of 20 ms here). EEXIST is also the answer
-        when another device holds the VNI: then the error stands."""
-        with unless(errno.EEXIST, lambda: self._is(into, name, "vxlan", spec)), \
+        move's synchronize_net (0.6 ms instead of 20 ms here). Enslaved to bridge
+        `master` (of `into`) by the same request when asked; down. EEXIST is also the
+        answer when another device holds the VNI: then the error stands."""
+        with unless(errno.EEXIST, lambda: self._is(into, name, "vxlan", spec, master=master)), \
                 failing(f"{where(into)}: add vxlan {name} (VNI {spec.vni})"), \
                 _netns_fd(into) as fd:
-            self._nl(None).ack(nl.RTM_NEWLINK, CREATE, nl.vxlan(
-                name, vni=spec.vni, local=spec.local, port=spec.port, learning=spec.learning,
-                ttl=spec.ttl, mtu=1500, netns_fd=fd))
+            body = nl.vxlan(name, vni=spec.vni, local=spec.local, port=spec.port,
+                            learning=spec.learning, ttl=spec.ttl, mtu=1500, netns_fd=fd)
+            if master is None:
+                self._nl(None).ack(nl.RTM_NEWLINK, CREATE, body)
+            else:  # a master index unknown in `into` is EINVAL, and nothing is made
+                self._on(into, (master,), lambda index: self._nl(None).ack(
+                    nl.RTM_NEWLINK, CREATE, body + nl.u32(nl.IFLA_MASTER, index[0])),
+                    stale=(errno.ENODEV, errno.EINVAL))
 
     def set_link(self, netns: str | None, name: str, *, up: bool | None = None,
                  mtu: int | None = None, mac: str | None = None,
@@ -422,10 +450,12 @@ class Ipr:
                 name, mcast_snooping=mcast_snooping))
 
     def set_port(self, netns: str | None, name: str, *, learning: bool,
-                 neigh_suppress: bool) -> None:
+                 neigh_suppress: bool, up: bool | None = None) -> None:
+        """Bridge port flags and, when asked, IFF_UP in one request: the kernel sets the
+        port's flags first (no moment up with learning on)."""
         with failing(f"{where(netns)}: set bridge port {name}"):
             self._nl(netns).ack(nl.RTM_NEWLINK, 0, nl.bridge_port(
-                name, learning=learning, neigh_suppress=neigh_suppress))
+                name, learning=learning, neigh_suppress=neigh_suppress, up=up))
 
     def delete_link(self, netns: str | None, name: str) -> None:
         """Gone already is fine."""
@@ -554,8 +584,9 @@ def show_route(route: Route) -> str:
 def _addresses(payloads: list[bytes]) -> dict[int, list[Interface]]:
     found: dict[int, list[Interface]] = {}
     for answer in filter(None, map(nl.addr_answer, payloads)):
-        index, address, prefixlen = answer
-        found.setdefault(index, []).append(ipaddress.ip_interface(f"{address}/{prefixlen}"))
+        index, packed, prefixlen = answer
+        kind = ipaddress.IPv4Interface if len(packed) == 4 else ipaddress.IPv6Interface
+        found.setdefault(index, []).append(kind((packed, prefixlen)))
     return found
 
 

@@ -191,7 +191,7 @@ class Socket:
                     self.broken = False
                     code = -ERROR.unpack_from(payload)[0] if len(payload) >= ERROR.size else 0
                     if code > 0:
-                        raise NetlinkError(code, _ack_text(payload, flags))
+                        raise NetlinkError(code, ack_text(payload, flags))
                     return answers
                 answers.append((flags, payload))
                 if not dump and not flags & NLM_F_MULTI:
@@ -199,7 +199,7 @@ class Socket:
                     return answers
 
 
-def _ack_text(payload: bytes, flags: int) -> str:
+def ack_text(payload: bytes, flags: int) -> str:
     """The extended ack's message: after the error code and our request's header (our
     request itself is left out: NETLINK_CAP_ACK)."""
     if not flags & NLM_F_ACK_TLVS:
@@ -211,15 +211,19 @@ def _ack_text(payload: bytes, flags: int) -> str:
 # --- attributes ----------------------------------------------------------------------
 
 
-def attrs(data: bytes, offset: int = 0) -> dict[int, bytes]:
-    """The attributes from `offset` on, by type (the last of a type repeated wins)."""
+def attrs(data: bytes, offset: int = 0, wanted: frozenset[int] | None = None
+          ) -> dict[int, bytes]:
+    """The attributes from `offset` on (only those of the `wanted` types: a link has
+    fifty, of which we read a few), by type; the last of a type repeated wins."""
     found: dict[int, bytes] = {}
-    end = len(data)
+    end, unpack = len(data), NLA.unpack_from
     while offset + NLA.size <= end:
-        length, kind = NLA.unpack_from(data, offset)
+        length, kind = unpack(data, offset)
         if length < NLA.size:
             break
-        found[kind & NLA_TYPE_MASK] = data[offset + NLA.size:offset + length]
+        kind &= NLA_TYPE_MASK
+        if wanted is None or kind in wanted:
+            found[kind] = data[offset + NLA.size:offset + length]
         offset += (length + 3) & ~3
     return found
 
@@ -296,10 +300,12 @@ def veth(name: str, peer: str, peer_netns_fd: int) -> bytes:
     return named(name) + linkinfo("veth", attr(VETH_INFO_PEER, theirs))
 
 
-def bridge(name: str) -> bytes:
-    """No STP (a bridge per segment, no loops) and no multicast snooping."""
-    return named(name) + linkinfo("bridge", u32(IFLA_BR_STP_STATE, 0),
-                                  u8(IFLA_BR_MCAST_SNOOPING, 0))
+def bridge(name: str, *, mac: str | None = None, up: bool = False) -> bytes:
+    """No STP (a bridge per segment, no loops) and no multicast snooping; the kernel
+    sets the MAC before it brings the bridge up."""
+    return (named(name, up=up or None)
+            + (attr(IFLA_ADDRESS, mac_bytes(mac)) if mac is not None else b"")
+            + linkinfo("bridge", u32(IFLA_BR_STP_STATE, 0), u8(IFLA_BR_MCAST_SNOOPING, 0)))
 
 
 def bridge_options(name: str, *, mcast_snooping: bool) -> bytes:
@@ -322,8 +328,9 @@ def addrgenmode_none(name: str) -> bytes:
         IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE)))
 
 
-def bridge_port(name: str, *, learning: bool, neigh_suppress: bool) -> bytes:
-    return named(name) + nest(IFLA_LINKINFO, text(IFLA_INFO_SLAVE_KIND, "bridge"), nest(
+def bridge_port(name: str, *, learning: bool, neigh_suppress: bool,
+                up: bool | None = None) -> bytes:
+    return named(name, up=up) + nest(IFLA_LINKINFO, text(IFLA_INFO_SLAVE_KIND, "bridge"), nest(
         IFLA_INFO_SLAVE_DATA, u8(IFLA_BRPORT_LEARNING, int(learning)),
         u8(IFLA_BRPORT_NEIGH_SUPPRESS, int(neigh_suppress))))
 
@@ -397,13 +404,22 @@ class LinkAnswer(NamedTuple):
     mcast_snooping: bool | None  # bridges only
 
 
+_LINK_ATTRS: Final = frozenset({IFLA_IFNAME, IFLA_MTU, IFLA_ADDRESS, IFLA_MASTER, IFLA_LINK,
+                                IFLA_GROUP, IFLA_LINKINFO})
+_DATA_ATTRS: Final = frozenset({IFLA_VXLAN_ID, IFLA_VXLAN_LOCAL, IFLA_VXLAN_LOCAL6,
+                                IFLA_VXLAN_PORT, IFLA_VXLAN_LEARNING, IFLA_VXLAN_TTL,
+                                IFLA_BR_MCAST_SNOOPING})  # a VXLAN's, and a bridge's
+_PORT_ATTRS: Final = frozenset({IFLA_BRPORT_LEARNING, IFLA_BRPORT_NEIGH_SUPPRESS})
+
+
 def link_answer(payload: bytes) -> LinkAnswer:
     _, _, index, flags, _ = IFINFO.unpack_from(payload)
-    found = attrs(payload, IFINFO.size)
+    found = attrs(payload, IFINFO.size, _LINK_ATTRS)
     info = attrs(found.get(IFLA_LINKINFO, b""))
     kind = get_text(info, IFLA_INFO_KIND) or ""
-    data = attrs(info.get(IFLA_INFO_DATA, b""))
-    port = attrs(info[IFLA_INFO_SLAVE_DATA]) if IFLA_INFO_SLAVE_DATA in info else None
+    data = attrs(info.get(IFLA_INFO_DATA, b""), 0, _DATA_ATTRS)
+    port = (attrs(info[IFLA_INFO_SLAVE_DATA], 0, _PORT_ATTRS)
+            if IFLA_INFO_SLAVE_DATA in info else None)
     return LinkAnswer(
         ifindex=index, name=get_text(found, IFLA_IFNAME) or "", up=bool(flags & IFF_UP),
         mtu=get_u32(found, IFLA_MTU) or 0, mac=mac_text(found.get(IFLA_ADDRESS, b"")),
@@ -427,13 +443,16 @@ def _flag(found: dict[int, bytes] | None, kind: int) -> bool | None:
     return None if value is None else bool(value)
 
 
-def addr_answer(payload: bytes) -> tuple[int, str, int] | None:
-    """(link index, address, prefix length); IFA_LOCAL is the address itself,
-    IFA_ADDRESS the peer's on a point-to-point link."""
+def addr_answer(payload: bytes) -> tuple[int, bytes, int] | None:
+    """(link index, address as 4 or 16 bytes, prefix length); IFA_LOCAL is the address
+    itself, IFA_ADDRESS the peer's on a point-to-point link."""
     _, prefixlen, _, _, index = IFADDR.unpack_from(payload)
-    found = attrs(payload, IFADDR.size)
-    address = get_ip(found, IFA_LOCAL) or get_ip(found, IFA_ADDRESS)
+    found = attrs(payload, IFADDR.size, _ADDR_ATTRS)
+    address = found.get(IFA_LOCAL) or found.get(IFA_ADDRESS)
     return None if address is None else (index, address, prefixlen)
+
+
+_ADDR_ATTRS: Final = frozenset({IFA_LOCAL, IFA_ADDRESS})
 
 
 class RouteAnswer(NamedTuple):

@@ -98,6 +98,25 @@ def test_creation_order_within_a_domain() -> None:
     assert fake.calls[-1].startswith("softgate: add route 2001:db8:1::/48")
 
 
+def test_new_links_are_made_in_as_few_requests_as_the_kernel_allows() -> None:
+    """A bridge with its MAC and up, a VXLAN device enslaved; then its port flags and up
+    together; a namespace's sysctls in one go."""
+    fake = FakeIpr()
+    result = apply(fake, links_json(1, 1))
+    mine = [call for call in fake.calls if "5000011" in call]
+    assert mine == [
+        f"{D1}: add bridge vxb5000011 mac=02:00:5e:00:00:01 up=True",
+        f"softgate: add vxlan vxv5000011 (VNI 5000011) into {D1} master=vxb5000011",
+        f"{D1}: set bridge port vxv5000011 up=True",
+        f"{D1}: add address 10.0.1.1/24 to vxb5000011",
+        f"{D1}: add address 2001:db8:1::1/64 to vxb5000011"]
+    assert [change for change in result.changes if ": sysctl " in change] == [
+        "softgate: sysctl net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1",
+        f"{D1}: sysctl net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 "
+        "net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-ip6tables=0 "
+        "net.bridge.bridge-nf-call-arptables=0"]
+
+
 def test_a_second_apply_changes_nothing() -> None:
     fake, data = built()
     assert_quiet(fake, data)
@@ -161,8 +180,7 @@ def test_properties_changed_behind_our_back_are_fixed_in_place() -> None:
     assert sorted(result.changes) == sorted([
         f"{D1}: sysctl net.ipv4.ip_forward=1",
         f"{D1}: set vxv5000011 mtu 1500",
-        f"{D1}: set bridge port vxv5000011 learning off neigh_suppress on",
-        f"{D1}: set vxv5000011 up",
+        f"{D1}: set bridge port vxv5000011 learning off neigh_suppress on up",
         f"{D1}: set bridge vxb5000012 mcast_snooping 0",
         f"{D1}: set vxv5000012 master vxb5000012",
         f"{D1}: set bridge port vxv5000012 learning off neigh_suppress on",
