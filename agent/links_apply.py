@@ -21,8 +21,8 @@ Order, for each apply:
    domains before any is built, so a VNI can move from one domain to another.
 4. Each domain in turn ("domain" status, plus one "segment" status per network):
    namespace and its sysctls; uplink veth pair and addresses; default routes to the
-   SoftGate; L3VNI VXLAN + bridge; segments (VXLAN or VLAN bridge, gateway MAC and
-   addresses); the SoftGate's routes for the domain's prefixes over the uplink. One
+   SoftGate; L3VNI VXLAN + bridge (router MAC); segments (VXLAN or VLAN bridge, gateway
+   MAC and addresses); the SoftGate's routes for the domain's prefixes over the uplink. One
    domain's error is reported and the next domain goes on.
 5. SoftGate-side uplinks (`vxp<N>`) of domains that are gone.
 
@@ -326,10 +326,11 @@ class _Run:
             self._default_routes(netns, new)
             if domain.l3vni is not None:
                 l3vni = domain.l3vni
-                bridge = self._bridge(netns, links, l3vni.bridge, None)
+                router_mac = self.desired.router_mac  # pinned: see links_state.router_mac
+                bridge = self._bridge(netns, links, l3vni.bridge, router_mac)
                 self._vxlan(netns, links, l3vni.vxlan, self.vxlan_of(l3vni.vni), l3vni.bridge,
                             suppress=False)
-                self._finish(netns, bridge, addresses=set())
+                self._finish(netns, bridge, mac=router_mac, addresses=set())
         except LinkError as exc:
             self._domain_failed(domain, exc)
             return

@@ -32,6 +32,7 @@ from tests.unit.links_samples import domain_json, links_json, vlan_segment_json
 from tests.unit.test_links_ipr import folded
 
 D1, D2, D3 = "vxr5000010", "vxr5000020", "vxr4003"
+ROUTER_MAC = "02:00:0a:ff:02:01"  # of VTEP 10.255.2.1 (links_samples.VTEP)
 
 
 def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -183,12 +184,29 @@ def state_checks(report: Report) -> None:
                  (port["learning"], port["neigh_suppress"]) == (False, True), port)
     bridge = json.loads(sh("ip", "-j", "-n", D1, "link", "show", "vxb5000011").stdout)[0]
     report.check("vxb5000011 has the gateway MAC", bridge["address"] == "02:00:5e:00:00:01")
+    report.check("the L3VNI bridge vxb5000010 has the router MAC 02:00:0a:ff:02:01",
+                 mac(D1, "vxb5000010") == ROUTER_MAC, mac(D1, "vxb5000010"))
     sysctl = sh("ip", "netns", "exec", D1, "sysctl", "-n", "net.ipv4.ip_forward",
                 "net.bridge.bridge-nf-call-iptables").stdout.split()
     report.check(f"{D1}: ip_forward 1, bridge-nf-call-iptables 0", sysctl == ["1", "0"],
                  sysctl)
     report.check("VLAN domain has bridge vxl3001 with 10.99.0.1/24",
                  "10.99.0.1/24" in sh("ip", "-n", D3, "addr", "show", "vxl3001").stdout)
+
+
+def mac(netns: str, name: str) -> str:
+    return str(json.loads(sh("ip", "-j", "-n", netns, "link", "show", name).stdout)[0]
+               ["address"])
+
+
+def router_mac_repaired(report: Report) -> None:
+    """Left to itself a bridge takes its ports' lowest MAC, and FRR would advertise
+    that as the router MAC: a changed one is set back, on the bridge as it is."""
+    sh("ip", "-n", D1, "link", "set", "vxb5000010", "address", "02:fa:00:00:00:99")
+    result = report.timed("re-apply after the router MAC changed", desired())
+    report.check("a changed router MAC is set back in place",
+                 result.changes == [f"{D1}: set vxb5000010 address {ROUTER_MAC}"]
+                 and mac(D1, "vxb5000010") == ROUTER_MAC, result.changes)
 
 
 def reapply_in_new_process(report: Report, state: dict[str, Any]) -> None:
@@ -279,6 +297,7 @@ def run() -> dict[str, Any]:
     report.check("re-apply in the same process changes nothing", again.changes == [],
                  again.changes)
     reapply_in_new_process(report, desired())
+    router_mac_repaired(report)
     removal(report)
     recreated_behind_our_back(report)
     report.check("foreign objects untouched at the end", foreign_intact())

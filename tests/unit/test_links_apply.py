@@ -117,6 +117,28 @@ def test_new_links_are_made_in_as_few_requests_as_the_kernel_allows() -> None:
         "net.bridge.bridge-nf-call-arptables=0"]
 
 
+def test_the_l3vni_bridge_has_the_router_mac() -> None:
+    """FRR takes the EVPN router MAC from it; left alone it would take a port's MAC."""
+    fake, data = built()
+    for netns in (D1, D2):
+        assert link(fake, netns, "vxb" + netns[3:]).mac == "02:00:0a:ff:02:01"
+    tamper(fake, D1, "vxb5000010", mac="02:fa:00:03:02:01")  # as a port's MAC would be
+    result = apply(fake, data)
+    assert result.changes == [f"{D1}: set vxb5000010 address 02:00:0a:ff:02:01"]
+    assert link(fake, D1, "vxb5000010").mac == "02:00:0a:ff:02:01"
+    assert_quiet(fake, data)
+
+
+def test_a_new_vtep_address_is_a_new_router_mac() -> None:
+    fake, data = built(1)
+    data["vtep_address"] = "192.0.2.7"
+    apply(fake, data)
+    assert link(fake, D1, "vxb5000010").mac == "02:00:c0:00:02:07"
+    assert link(fake, D1, "vxv5000010").vxlan == Vxlan(5000010, "192.0.2.7")
+    assert link(fake, D1, "vxb5000011").mac == "02:00:5e:00:00:01"  # guests' gateway: same
+    assert_quiet(fake, data)
+
+
 def test_a_second_apply_changes_nothing() -> None:
     fake, data = built()
     assert_quiet(fake, data)
