@@ -9,18 +9,15 @@ adding what is there already as asked, or deleting what is gone, is no error; ad
 over something different (a veth where a bridge is wanted, a route of someone else's)
 is.
 
-Handles: one netlink socket per namespace, made by the calling thread entering the
-namespace for a moment (agent.netns), kept open in a small LRU. An open socket keeps its
-namespace, and the VXLAN devices in it, alive: a handle is closed before we delete its
-namespace, when list_netns no longer shows the name, and when the name now stands for
-another namespace (checked by inode on every use, for a namespace deleted and made again
-behind our back).
+Handles (agent.ipr_handles): a netlink socket per namespace, a small LRU of them open.
+An open socket keeps its namespace, and the VXLAN devices in it, alive: a handle is
+closed before we delete its namespace, when list_netns no longer shows the name, and
+when the name now stands for another namespace.
 
 Link indexes (addresses, routes and masters name links by index) are remembered per
-namespace from the last links() of it and from lookups; the applier lists a namespace's
-links before it changes anything in it, so they are as fresh as what it observed. A
-request that names a remembered index the kernel no longer knows is made once more with
-a fresh one.
+namespace, from its last links() and from lookups: the applier lists a namespace's
+links before it changes anything there. A request naming a remembered index the kernel
+no longer knows is made once more with a fresh one.
 
 Routes: ours carry routing protocol PROTO and only those are listed, replaced or
 deleted, so nobody else's routes (FRR's, an operator's) are ever touched.
@@ -33,13 +30,13 @@ import errno
 import ipaddress
 import os
 import socket
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final, Protocol
 
 from agent import ipr_netlink as nl
 from agent import netns as namespaces
+from agent.ipr_handles import Handle, Handles
 from agent.ipr_netlink import NetlinkError
 
 # Our routing protocol number. Not 196 (FRR's staticd, which zebra sweeps at start)
@@ -47,9 +44,6 @@ from agent.ipr_netlink import NetlinkError
 PROTO: Final = 250
 MAIN_TABLE: Final = 254
 VXLAN_PORT: Final = 4789
-IFA_F_NODAD: Final = 0x02
-RTN_UNICAST: Final = 1
-RTN_BLACKHOLE: Final = 6
 MAX_HANDLES: Final = 32
 # Links about to be deleted together are put in this group first: `ip link del group`
 # unregisters them in one batch, one set of RCU grace periods (~30 ms here) for all
@@ -190,11 +184,7 @@ class Ipr:
     """IprApi on the kernel. Not thread-safe: one applier thread uses it."""
 
     def __init__(self, max_handles: int = MAX_HANDLES) -> None:
-        self.max_handles = max_handles
-        # netns -> (socket, identity of the namespace it was opened in)
-        self._handles: OrderedDict[str | None, tuple[nl.Socket, tuple[int, int]]] = \
-            OrderedDict()
-        self._indexes: dict[str | None, dict[str, int]] = {}  # name -> ifindex, last seen
+        self._handles = Handles(max_handles)
 
     def __enter__(self) -> Ipr:
         return self
@@ -204,108 +194,84 @@ class Ipr:
 
     # --- handles and namespaces ------------------------------------------------------
 
-    def _nl(self, netns: str | None) -> nl.Socket:
-        """The handle for `netns`, reopened when the name now stands for another
-        namespace (deleted and made again behind our back): a socket in the old one
-        would keep it alive and quietly send every request there."""
+    def _handle(self, netns: str | None) -> Handle:
         with failing(f"{where(netns)}: open netlink"):
-            identity = _identity(netns)
-            handle, opened = self._handles.pop(netns, (None, identity))
-            if handle is not None and (opened != identity or handle.broken):
-                self._indexes.pop(netns, None)
-                handle.close()
-                handle = None
-            if handle is None:
-                handle = nl.Socket(namespaces.socket_in(netns, socket.AF_NETLINK,
-                                                        socket.SOCK_RAW))
-        while len(self._handles) >= self.max_handles:
-            self._handles.popitem(last=False)[1][0].close()
-        self._handles[netns] = (handle, identity)
-        return handle
+            return self._handles.get(netns)
 
-    def _forget(self, netns: str | None) -> None:
-        self._indexes.pop(netns, None)
-        handle, _ = self._handles.pop(netns, (None, None))
-        if handle is not None:
-            handle.close()
+    def _nl(self, netns: str | None) -> nl.Socket:
+        return self._handle(netns).socket()
 
     def close(self) -> None:
-        self._indexes.clear()
-        while self._handles:
-            self._handles.popitem()[1][0].close()
+        self._handles.close()
 
     def list_netns(self) -> list[str]:
         """Also drops handles of namespaces whose name is gone, so they do not keep
         those namespaces alive."""
         with failing("list namespaces"):
             found = namespaces.names()
-        for netns in [name for name in self._handles if name is not None and name not in found]:
-            self._forget(netns)
+        for netns in self._handles.known():
+            if netns is not None and netns not in found:
+                self._handles.forget(netns)
         return found
 
     def create_netns(self, name: str) -> None:
         """There already is fine."""
-        self._forget(name)
+        self._handles.forget(name)
         with unless(errno.EEXIST, lambda: name in namespaces.names()), \
                 failing(f"create namespace {name}"):
             namespaces.create(name)
 
     def delete_netns(self, name: str) -> None:
         """Gone already is fine."""
-        self._forget(name)
+        self._handles.forget(name)
         with unless(errno.ENOENT, lambda: True), failing(f"delete namespace {name}"):
             namespaces.remove(name)
 
     # --- link indexes ----------------------------------------------------------------
 
-    def _index(self, netns: str | None, name: str) -> int:
-        known = self._indexes.setdefault(netns, {})
-        if name not in known:
+    @staticmethod
+    def _index(handle: Handle, name: str) -> int:
+        if name not in handle.indexes:
             try:
-                answer = self._nl(netns).get(nl.RTM_GETLINK, nl.link_get(name=name))
+                answer = handle.socket().get(nl.RTM_GETLINK, nl.link_get(name=name))
             except NetlinkError as exc:
                 if exc.code == errno.ENODEV:
                     raise LinkError(f"no link {name}", errno.ENODEV) from None
                 raise
-            known[name] = nl.ifindex(answer)
-        return known[name]
+            handle.indexes[name] = nl.ifindex(answer)
+        return handle.indexes[name]
 
-    def _on(self, netns: str | None, names: tuple[str, ...],
-            request: Callable[[list[int]], None], stale: tuple[int, ...] = (errno.ENODEV,)
-            ) -> None:
-        """`request` with the indexes of links `names`; once more with fresh ones when
-        it fails as a remembered index would (the link made again behind our back)."""
-        remembered = self._indexes.get(netns, {})
-        cached = [name for name in names if name in remembered]
+    def _on(self, handle: Handle, name: str, request: Callable[[int], None],
+            stale: tuple[int, ...] = (errno.ENODEV,)) -> None:
+        """`request` with the index of link `name` (in `handle`'s namespace); once more
+        with a fresh one when it fails as a remembered index would (the link made again
+        behind our back)."""
+        remembered = handle.indexes.get(name)
         try:
-            request([self._index(netns, name) for name in names])
+            request(self._index(handle, name))
         except NetlinkError as exc:
-            if exc.code not in stale or not cached:
+            if exc.code not in stale or remembered is None:
                 raise
-            before = [remembered.pop(name) for name in cached]
-            if [self._index(netns, name) for name in cached] == before:
+            del handle.indexes[name]
+            if self._index(handle, name) == remembered:
                 raise
-            request([self._index(netns, name) for name in names])
-
-    def _forget_links(self, netns: str | None, names: list[str]) -> None:
-        known = self._indexes.get(netns, {})
-        for name in names:
-            known.pop(name, None)
+            request(self._index(handle, name))
 
     # --- observation -----------------------------------------------------------------
 
     def links(self, netns: str | None) -> dict[str, Link]:
-        sock = self._nl(netns)
+        handle = self._handle(netns)
         with failing(f"{where(netns)}: list links"):
-            answers = self._link_answers(sock)
-            addresses = _addresses(sock.dump(nl.RTM_GETADDR, nl.addr_dump()))
-        self._indexes[netns] = {answer.name: answer.ifindex for answer in answers}
+            answers = nl.all_links(handle.socket())
+            addresses = nl.addresses(handle.socket().dump(nl.RTM_GETADDR, nl.addr_dump()))
+        handle.indexes = {answer.name: answer.ifindex for answer in answers}
         names = {answer.ifindex: answer.name for answer in answers}
         return {answer.name: _link(answer, names, addresses.get(answer.ifindex, ()))
                 for answer in answers}
 
     def link(self, netns: str | None, name: str) -> Link | None:
-        sock = self._nl(netns)
+        handle = self._handle(netns)
+        sock = handle.socket()
         with failing(f"{where(netns)}: get link {name}"):
             try:
                 answer = nl.link_answer(sock.get(nl.RTM_GETLINK, nl.link_get(name=name)))
@@ -317,30 +283,26 @@ class Ipr:
             if answer.master:
                 names[answer.master] = nl.link_answer(sock.get(
                     nl.RTM_GETLINK, nl.link_get(index=answer.master))).name
-            addresses = _addresses(sock.dump(nl.RTM_GETADDR, nl.addr_dump(answer.ifindex)))
-        self._indexes.setdefault(netns, {})[name] = answer.ifindex
+            addresses = nl.addresses(sock.dump(nl.RTM_GETADDR, nl.addr_dump(answer.ifindex)))
+        handle.indexes[name] = answer.ifindex
         return _link(answer, names, addresses.get(answer.ifindex, ()))
 
     def routes(self, netns: str | None) -> list[Route]:
         """Ours (PROTO) in table main; device names from the last links() of `netns`
         unless a route names an index that was not there."""
-        sock = self._nl(netns)
+        handle = self._handle(netns)
+        sock = handle.socket()
         with failing(f"{where(netns)}: list routes"):
             answers = [answer for family in (socket.AF_INET, socket.AF_INET6)
                        for answer in map(nl.route_answer, sock.dump(
                            nl.RTM_GETROUTE, nl.route_dump(family, PROTO)))
                        if answer.protocol == PROTO and answer.table == MAIN_TABLE]
-            names = {index: name for name, index in self._indexes.get(netns, {}).items()}
+            names = {index: name for name, index in handle.indexes.items()}
             if any(answer.oif not in names for answer in answers if answer.oif):
-                found = self._link_answers(sock)
-                self._indexes[netns] = {link.name: link.ifindex for link in found}
+                found = nl.all_links(sock)
+                handle.indexes = {link.name: link.ifindex for link in found}
                 names = {link.ifindex: link.name for link in found}
         return [_route(answer, names) for answer in answers]
-
-    @staticmethod
-    def _link_answers(sock: nl.Socket) -> list[nl.LinkAnswer]:
-        return [nl.link_answer(payload) for payload in sock.dump(nl.RTM_GETLINK,
-                                                                  nl.link_dump())]
 
     # --- sysctls ---------------------------------------------------------------------
 
@@ -374,7 +336,7 @@ class Ipr:
         with unless(errno.EEXIST, lambda: self._paired(netns, name, peer_netns, peer)), \
                 failing(f"{where(netns)}: add veth {name} (peer {peer} in "
                         f"{where(peer_netns)})"), _netns_fd(peer_netns) as fd:
-            sock.ack(nl.RTM_NEWLINK, CREATE, nl.veth(name, peer, fd))
+            sock.ack(nl.RTM_NEWLINK, nl.CREATE, nl.veth(name, peer, fd))
         self._addrgenmode_none(netns, name)
         self._addrgenmode_none(peer_netns, peer)
 
@@ -394,7 +356,7 @@ class Ipr:
         before the bridge is up (its IPv6 link-local address is made from it)."""
         with unless(errno.EEXIST, lambda: self._is(netns, name, "bridge", mac=mac, up=up)), \
                 failing(f"{where(netns)}: add bridge {name}"):
-            self._nl(netns).ack(nl.RTM_NEWLINK, CREATE, nl.bridge(name, mac=mac, up=up))
+            self._nl(netns).ack(nl.RTM_NEWLINK, nl.CREATE, nl.bridge(name, mac=mac, up=up))
 
     def _is(self, netns: str | None, name: str, kind: str, vxlan: Vxlan | None = None, *,
             mac: str | None = None, up: bool = False, master: str | None = None) -> bool:
@@ -418,10 +380,10 @@ class Ipr:
             body = nl.vxlan(name, vni=spec.vni, local=spec.local, port=spec.port,
                             learning=spec.learning, ttl=spec.ttl, mtu=1500, netns_fd=fd)
             if master is None:
-                self._nl(None).ack(nl.RTM_NEWLINK, CREATE, body)
+                self._nl(None).ack(nl.RTM_NEWLINK, nl.CREATE, body)
             else:  # a master index unknown in `into` is EINVAL, and nothing is made
-                self._on(into, (master,), lambda index: self._nl(None).ack(
-                    nl.RTM_NEWLINK, CREATE, body + nl.u32(nl.IFLA_MASTER, index[0])),
+                self._on(self._handle(into), master, lambda index: self._nl(None).ack(
+                    nl.RTM_NEWLINK, nl.CREATE, body + nl.u32(nl.IFLA_MASTER, index)),
                     stale=(errno.ENODEV, errno.EINVAL))
 
     def set_link(self, netns: str | None, name: str, *, up: bool | None = None,
@@ -435,11 +397,12 @@ class Ipr:
         if mac is not None:
             changes += nl.attr(nl.IFLA_ADDRESS, nl.mac_bytes(mac))
         with failing(f"{where(netns)}: set {name} {_describe(up, mtu, mac, master)}"):
-            sock = self._nl(netns)
+            handle = self._handle(netns)
+            sock = handle.socket()
             if master is not None:
-                self._on(netns, (master,), lambda index: sock.ack(
+                self._on(handle, master, lambda index: sock.ack(
                     nl.RTM_NEWLINK, 0, nl.named(name) + changes
-                    + nl.u32(nl.IFLA_MASTER, index[0])), stale=(errno.ENODEV, errno.EINVAL))
+                    + nl.u32(nl.IFLA_MASTER, index)), stale=(errno.ENODEV, errno.EINVAL))
                 changes = b""
             if changes or up is not None:
                 sock.ack(nl.RTM_NEWLINK, 0, nl.named(name, up=up) + changes)
@@ -459,22 +422,25 @@ class Ipr:
 
     def delete_link(self, netns: str | None, name: str) -> None:
         """Gone already is fine."""
-        self._forget_links(netns, [name])
+        handle = self._handle(netns)
+        handle.indexes.pop(name, None)
         with unless(errno.ENODEV, lambda: True), failing(f"{where(netns)}: delete link {name}"):
-            self._nl(netns).ack(nl.RTM_DELLINK, 0, nl.named(name))
+            handle.socket().ack(nl.RTM_DELLINK, 0, nl.named(name))
 
     def delete_links(self, netns: str | None, names: list[str]) -> None:
         """Several links in one batch (see DOOMED_GROUP); one by one should anything
         else in the namespace be in that group. Those gone already are fine."""
-        sock = self._nl(netns)
-        self._forget_links(netns, names)
+        handle = self._handle(netns)
+        sock = handle.socket()
+        for name in names:
+            handle.indexes.pop(name, None)
         with failing(f"{where(netns)}: delete links {' '.join(names)}"):
-            present = {link.name for link in self._link_answers(sock)} & set(names)
+            present = {link.name for link in nl.all_links(sock)} & set(names)
             if len(present) > 1:
                 for name in present:
                     sock.ack(nl.RTM_NEWLINK, 0, nl.named(name) + nl.u32(nl.IFLA_GROUP,
                                                                         DOOMED_GROUP))
-                members = {link.name for link in self._link_answers(sock)
+                members = {link.name for link in nl.all_links(sock)
                            if link.group == DOOMED_GROUP}
                 if members == present:
                     sock.ack(nl.RTM_DELLINK, 0, nl.ifinfo() + nl.u32(nl.IFLA_GROUP,
@@ -487,25 +453,26 @@ class Ipr:
 
     def add_address(self, netns: str | None, name: str, address: Interface) -> None:
         """There already is fine."""
-        sock = self._nl(netns)
+        handle = self._handle(netns)
         flags, broadcast = 0, None
         if address.version == 6:
-            flags = IFA_F_NODAD  # usable at once: no tentative gateway address
+            flags = nl.IFA_F_NODAD  # usable at once: no tentative gateway address
         elif address.network.prefixlen < 31:
             broadcast = str(address.network.broadcast_address)  # `brd +`, as the VR has
         with unless(errno.EEXIST, lambda: True), \
                 failing(f"{where(netns)}: add address {address} to {name}"):
-            self._on(netns, (name,), lambda index: sock.ack(nl.RTM_NEWADDR, CREATE, nl.addr(
-                index[0], str(address.ip), address.network.prefixlen, flags=flags,
-                broadcast=broadcast)))
+            self._on(handle, name, lambda index: handle.socket().ack(
+                nl.RTM_NEWADDR, nl.CREATE, nl.addr(index, str(address.ip),
+                                                   address.network.prefixlen, flags=flags,
+                                                   broadcast=broadcast)))
 
     def delete_address(self, netns: str | None, name: str, address: Interface) -> None:
         """Gone already is fine."""
-        sock = self._nl(netns)
+        handle = self._handle(netns)
         with unless(errno.EADDRNOTAVAIL, lambda: True), \
                 failing(f"{where(netns)}: delete address {address} from {name}"):
-            self._on(netns, (name,), lambda index: sock.ack(nl.RTM_DELADDR, 0, nl.addr(
-                index[0], str(address.ip), address.network.prefixlen)))
+            self._on(handle, name, lambda index: handle.socket().ack(nl.RTM_DELADDR, 0, nl.addr(
+                index, str(address.ip), address.network.prefixlen)))
 
     def add_route(self, netns: str | None, route: Route, *, replace: bool = False) -> None:
         """Ours there already is fine; a route of someone else's (or another of ours to
@@ -524,23 +491,21 @@ class Ipr:
 
     def _route(self, netns: str | None, kind: int, flags: int, route: Route, scope: int
                ) -> None:
-        sock = self._nl(netns)
+        handle = self._handle(netns)
 
         def request(oif: int | None) -> None:
-            sock.ack(kind, flags, nl.route(
+            handle.socket().ack(kind, flags, nl.route(
                 str(route.dst), protocol=PROTO, table=MAIN_TABLE, scope=scope,
-                kind=RTN_BLACKHOLE if route.blackhole else RTN_UNICAST,
+                kind=nl.RTN_BLACKHOLE if route.blackhole else nl.RTN_UNICAST,
                 gateway=None if route.gateway is None else str(route.gateway), oif=oif))
 
         if route.dev is None:
             request(None)
         else:
-            self._on(netns, (route.dev,), lambda index: request(index[0]))
+            self._on(handle, route.dev, request)
 
 
 # --- helpers -------------------------------------------------------------------------
-
-CREATE: Final = nl.NLM_F_CREATE | nl.NLM_F_EXCL
 
 
 def _is_an_ipr_api(ipr: Ipr) -> IprApi:
@@ -556,12 +521,6 @@ def _netns_fd(netns: str | None) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
-
-
-def _identity(netns: str | None) -> tuple[int, int]:
-    path = f"{namespaces.NETNS_DIR}/{netns}" if netns else "/proc/thread-self/ns/net"
-    info = os.stat(path)
-    return info.st_dev, info.st_ino
 
 
 def _sysctl_path(name: str) -> str:
@@ -581,15 +540,6 @@ def show_route(route: Route) -> str:
     return f"{route.dst} via {route.gateway}" + (f" dev {route.dev}" if route.dev else "")
 
 
-def _addresses(payloads: list[bytes]) -> dict[int, list[Interface]]:
-    found: dict[int, list[Interface]] = {}
-    for answer in filter(None, map(nl.addr_answer, payloads)):
-        index, packed, prefixlen = answer
-        kind = ipaddress.IPv4Interface if len(packed) == 4 else ipaddress.IPv6Interface
-        found.setdefault(index, []).append(kind((packed, prefixlen)))
-    return found
-
-
 def _link(answer: nl.LinkAnswer, names: dict[int, str], addresses: Iterable[Interface]
           ) -> Link:
     return Link(
@@ -603,7 +553,7 @@ def _link(answer: nl.LinkAnswer, names: dict[int, str], addresses: Iterable[Inte
 
 def _route(answer: nl.RouteAnswer, names: dict[int, str]) -> Route:
     dst = ipaddress.ip_network(answer.dst)
-    if answer.kind == RTN_BLACKHOLE:
+    if answer.kind == nl.RTN_BLACKHOLE:
         return Route(dst)
     return Route(dst, ipaddress.ip_address(answer.gateway) if answer.gateway else None,
                  names.get(answer.oif) if answer.oif else None)

@@ -34,6 +34,7 @@ NLM_F_DUMP: Final = 0x300
 NLM_F_REPLACE: Final = 0x100
 NLM_F_EXCL: Final = 0x200
 NLM_F_CREATE: Final = 0x400
+CREATE: Final = NLM_F_CREATE | NLM_F_EXCL  # a new object, or EEXIST
 NLM_F_ACK_TLVS: Final = 0x200
 NLMSG_ERROR: Final = 2
 NLMSG_DONE: Final = 3
@@ -83,10 +84,13 @@ RTEXT_FILTER_SKIP_STATS: Final = 8  # link dumps without the counters: a third t
 IFA_ADDRESS: Final = 1
 IFA_LOCAL: Final = 2
 IFA_BROADCAST: Final = 4
+IFA_F_NODAD: Final = 0x02
 RTA_DST: Final = 1
 RTA_OIF: Final = 4
 RTA_GATEWAY: Final = 5
 RTA_TABLE: Final = 15
+RTN_UNICAST: Final = 1
+RTN_BLACKHOLE: Final = 6
 RT_SCOPE_UNIVERSE: Final = 0
 RT_SCOPE_NOWHERE: Final = 255  # in a delete: whatever the route's scope
 
@@ -431,6 +435,10 @@ def link_answer(payload: bytes) -> LinkAnswer:
         mcast_snooping=_flag(data, IFLA_BR_MCAST_SNOOPING) if kind == "bridge" else None)
 
 
+def all_links(sock: Socket) -> list[LinkAnswer]:
+    return [link_answer(payload) for payload in sock.dump(RTM_GETLINK, link_dump())]
+
+
 def _vxlan(data: dict[int, bytes]) -> tuple[int, str, int, bool, int]:
     return (get_u32(data, IFLA_VXLAN_ID) or 0,
             get_ip(data, IFLA_VXLAN_LOCAL) or get_ip(data, IFLA_VXLAN_LOCAL6) or "",
@@ -443,13 +451,21 @@ def _flag(found: dict[int, bytes] | None, kind: int) -> bool | None:
     return None if value is None else bool(value)
 
 
-def addr_answer(payload: bytes) -> tuple[int, bytes, int] | None:
-    """(link index, address as 4 or 16 bytes, prefix length); IFA_LOCAL is the address
-    itself, IFA_ADDRESS the peer's on a point-to-point link."""
-    _, prefixlen, _, _, index = IFADDR.unpack_from(payload)
-    found = attrs(payload, IFADDR.size, _ADDR_ATTRS)
-    address = found.get(IFA_LOCAL) or found.get(IFA_ADDRESS)
-    return None if address is None else (index, address, prefixlen)
+Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+def addresses(payloads: list[bytes]) -> dict[int, list[Interface]]:
+    """RTM_NEWADDR answers by link index. IFA_LOCAL is the address itself, IFA_ADDRESS
+    the peer's on a point-to-point link."""
+    found: dict[int, list[Interface]] = {}
+    for payload in payloads:
+        _, prefixlen, _, _, index = IFADDR.unpack_from(payload)
+        values = attrs(payload, IFADDR.size, _ADDR_ATTRS)
+        packed = values.get(IFA_LOCAL) or values.get(IFA_ADDRESS)
+        if packed is not None:
+            kind = ipaddress.IPv4Interface if len(packed) == 4 else ipaddress.IPv6Interface
+            found.setdefault(index, []).append(kind((packed, prefixlen)))
+    return found
 
 
 _ADDR_ATTRS: Final = frozenset({IFA_LOCAL, IFA_ADDRESS})

@@ -15,6 +15,7 @@ then one domain is removed and everything of it goes while the foreign objects s
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from agent.ipr import DOOMED_GROUP, PROTO, Ipr
+from agent.ipr import DOOMED_GROUP, PROTO, Ipr, LinkError
 from agent.links_apply import ApplyResult, LinksApplier
 from agent.links_state import LinksState
 from simulator.sandbox import require_sandbox
@@ -199,6 +200,17 @@ def mac(netns: str, name: str) -> str:
                ["address"])
 
 
+def few_sockets(report: Report) -> None:
+    """Two sockets open at most (the LRU closes the others): what the handles know of
+    a namespace outlives its socket, and nothing is done twice or missed."""
+    state = LinksState.from_json(desired())
+    with Ipr(max_handles=2) as ipr:
+        results = [LinksApplier(ipr).apply(state) for _ in range(2)]
+    report.check("with two sockets open at most, re-applies change nothing",
+                 all(result.ok and result.changes == [] for result in results),
+                 [result.changes for result in results])
+
+
 def router_mac_repaired(report: Report) -> None:
     """Left to itself a bridge takes its ports' lowest MAC, and FRR would advertise
     that as the router MAC: a changed one is set back, on the bridge as it is."""
@@ -273,7 +285,27 @@ def ipr_contract(report: Report) -> None:
         report.check("ipr: a batch delete spares a foreign link in our group",
                      sorted(ipr.links("grouptest")) == ["foreign0", "lo"],
                      sorted(ipr.links("grouptest")))
+        stale_index(report, ipr)
         ipr.delete_netns("grouptest")
+
+
+def stale_index(report: Report, ipr: Ipr) -> None:
+    """A link deleted and made again behind our back has a new index: a request for it
+    must not fail on the index remembered from the last listing."""
+    ipr.add_bridge("grouptest", "cb3")
+    before = ipr.links("grouptest")["cb3"].index  # remembered from here on
+    sh("ip", "-n", "grouptest", "link", "del", "cb3")
+    sh("ip", "-n", "grouptest", "link", "add", "cb3", "type", "bridge")
+    address = ipaddress.ip_interface("192.0.2.1/24")
+    try:
+        ipr.add_address("grouptest", "cb3", address)
+        after = ipr.link("grouptest", "cb3")
+        report.check("ipr: a link made again behind our back is found by its new index",
+                     after is not None and after.index != before
+                     and address in after.addresses, after)
+    except LinkError as exc:
+        report.check("ipr: a link made again behind our back is found by its new index",
+                     False, exc)
 
 
 def run() -> dict[str, Any]:
@@ -297,6 +329,7 @@ def run() -> dict[str, Any]:
     report.check("re-apply in the same process changes nothing", again.changes == [],
                  again.changes)
     reapply_in_new_process(report, desired())
+    few_sockets(report)
     router_mac_repaired(report)
     removal(report)
     recreated_behind_our_back(report)

@@ -79,6 +79,7 @@ def test_traffic_and_routes(report: dict[str, Any], name: str) -> None:
 @pytest.mark.parametrize("name", [
     "re-apply in the same process changes nothing",
     "a new process re-applies with zero changes",
+    "with two sockets open at most, re-applies change nothing",
     "adding two domains leaves vxr5000010 alone",
     "a namespace remade behind our back is built again",
     "and then left alone",

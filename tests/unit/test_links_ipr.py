@@ -117,7 +117,9 @@ def test_routes_and_addresses_read_back() -> None:
                                        scope=0))
     assert (default.dst, default.gateway, default.oif) == ("0.0.0.0/0", None, None)
     address = nl.addr(3, "169.254.253.1", 31)
-    assert nl.addr_answer(address) == (3, ipaddress.ip_address("169.254.253.1").packed, 31)
+    six = nl.addr(3, "fe80::2", 64, flags=nl.IFA_F_NODAD)
+    assert nl.addresses([address, six]) == {3: [ipaddress.ip_interface("169.254.253.1/31"),
+                                                ipaddress.ip_interface("fe80::2/64")]}
     assert nl.IFADDR.unpack_from(address)[0] == socket.AF_INET
 
 
