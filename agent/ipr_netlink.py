@@ -35,7 +35,8 @@ NLM_F_REPLACE: Final = 0x100
 NLM_F_EXCL: Final = 0x200
 NLM_F_CREATE: Final = 0x400
 CREATE: Final = NLM_F_CREATE | NLM_F_EXCL  # a new object, or EEXIST
-NLM_F_ACK_TLVS: Final = 0x200
+NLM_F_CAPPED: Final = 0x100  # in an ack: our request is left out but for its header
+NLM_F_ACK_TLVS: Final = 0x200  # in an ack: attributes (the kernel's reason) follow
 NLMSG_ERROR: Final = 2
 NLMSG_DONE: Final = 3
 NLMSGERR_ATTR_MSG: Final = 1
@@ -145,9 +146,6 @@ class Socket:
     def close(self) -> None:
         self.sock.close()
 
-    def fileno(self) -> int:
-        return self.sock.fileno()
-
     def ack(self, kind: int, flags: int, body: bytes) -> None:
         """A change: returns once the kernel has acknowledged it."""
         self._send(kind, flags | NLM_F_ACK, body)
@@ -204,11 +202,12 @@ class Socket:
 
 
 def ack_text(payload: bytes, flags: int) -> str:
-    """The extended ack's message: after the error code and our request's header (our
-    request itself is left out: NETLINK_CAP_ACK)."""
-    if not flags & NLM_F_ACK_TLVS:
+    """The extended ack's message: after the error code and our request (its header
+    alone when the kernel capped it, as NETLINK_CAP_ACK asks)."""
+    if not flags & NLM_F_ACK_TLVS or len(payload) < ERROR.size + HEADER.size:
         return ""
-    text = attrs(payload, ERROR.size + HEADER.size).get(NLMSGERR_ATTR_MSG, b"")
+    ours = HEADER.size if flags & NLM_F_CAPPED else HEADER.unpack_from(payload, ERROR.size)[0]
+    text = attrs(payload, ERROR.size + ((ours + 3) & ~3)).get(NLMSGERR_ATTR_MSG, b"")
     return " ".join(text.rstrip(b"\0").decode(errors="replace").split())
 
 

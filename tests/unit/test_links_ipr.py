@@ -134,7 +134,10 @@ def test_attributes_are_padded_and_nested() -> None:
 def test_an_error_ack_gives_the_kernels_own_words() -> None:
     text = nl.attr(nl.NLMSGERR_ATTR_MSG, b"A VXLAN device with the specified VNI already "
                                          b"exists\0")
-    payload = nl.ERROR.pack(-17) + nl.HEADER.pack(16, 16, 0, 1, 0) + text
-    assert nl.ack_text(payload, nl.NLM_F_ACK_TLVS) == (
-        "A VXLAN device with the specified VNI already exists")
-    assert nl.ack_text(payload, 0) == ""
+    said = "A VXLAN device with the specified VNI already exists"
+    capped = nl.ERROR.pack(-17) + nl.HEADER.pack(40, 16, 0, 1, 0) + text
+    assert nl.ack_text(capped, nl.NLM_F_ACK_TLVS | nl.NLM_F_CAPPED) == said
+    request = nl.HEADER.pack(16 + 6, 16, 0, 1, 0) + b"\x01" * 6
+    whole = nl.ERROR.pack(-17) + request + b"\0\0" + text  # our request, padded
+    assert nl.ack_text(whole, nl.NLM_F_ACK_TLVS) == said
+    assert nl.ack_text(capped, nl.NLM_F_CAPPED) == ""
