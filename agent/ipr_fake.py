@@ -134,13 +134,14 @@ class FakeIpr:
         values = self._ns(netns, f"{where(netns)}: read sysctls").sysctls
         return {name: values.get(name) for name in names}
 
-    def set_sysctl(self, netns: str | None, name: str, value: str) -> None:
-        what = f"{where(netns)}: sysctl {name}={value}"
-        self._change(what)
-        values = self._ns(netns, what).sysctls
-        if name not in values:
-            raise _fail(errno.ENOENT, what)
-        values[name] = value
+    def set_sysctls(self, netns: str | None, values: dict[str, str]) -> None:
+        for name, value in values.items():
+            what = f"{where(netns)}: sysctl {name}={value}"
+            self._change(what)
+            current = self._ns(netns, what).sysctls
+            if name not in current:
+                raise _fail(errno.ENOENT, what)
+            current[name] = value
 
     # --- links -----------------------------------------------------------------------
 
@@ -173,22 +174,40 @@ class FakeIpr:
         self.peers[(netns, name)] = (peer_netns, peer)
         self.peers[(peer_netns, peer)] = (netns, name)
 
-    def add_bridge(self, netns: str | None, name: str) -> None:
-        what = f"{where(netns)}: add bridge {name}"
+    def add_bridge(self, netns: str | None, name: str, *, mac: str | None = None,
+                   up: bool = False) -> None:
+        what = f"{where(netns)}: add bridge {name} mac={mac} up={up}"
         self._change(what)
-        if self.links(netns).get(name, Link("", 0, "", False, 0, "")).kind != "bridge":
-            self._new(netns, name, "bridge", what, mcast_snooping=False)
+        existing = self._ns(netns, what).links.get(name)
+        if existing is not None and existing.kind == "bridge" and mac in (
+                None, existing.mac) and (existing.up or not up):
+            return
+        bridge = self._new(netns, name, "bridge", what, mcast_snooping=False)
+        self._put(netns, self._upped(replace(bridge, mac=mac or bridge.mac, up=up)))
 
-    def add_vxlan(self, name: str, spec: Vxlan, into: str | None) -> None:
-        what = f"softgate: add vxlan {name} (VNI {spec.vni}) into {where(into)}"
+    def add_vxlan(self, name: str, spec: Vxlan, into: str | None, *,
+                  master: str | None = None) -> None:
+        what = f"softgate: add vxlan {name} (VNI {spec.vni}) into {where(into)} master={master}"
         self._change(what)
         existing = self._ns(into, what).links.get(name)
-        if existing is not None and existing.kind == "vxlan" and existing.vxlan == spec:
+        if existing is not None and existing.kind == "vxlan" and existing.vxlan == spec \
+                and master in (None, existing.master):
             return
-        if spec.vni in self.underlay:
+        if spec.vni in self.underlay or existing is not None:
             raise _fail(errno.EEXIST, what)
-        self._new(into, name, "vxlan", what, vxlan=spec)
+        if master is not None:
+            self._bridge_of(into, master, what)
+        port = master is not None  # a new bridge port learns and does not suppress
+        self._new(into, name, "vxlan", what, vxlan=spec, master=master,
+                  learning=True if port else None, neigh_suppress=False if port else None)
         self.underlay[spec.vni] = name
+
+    def _bridge_of(self, netns: str | None, name: str, what: str) -> Link:
+        """A master must be a bridge of the same namespace (EINVAL from the kernel)."""
+        bridge = self._ns(netns, what).links.get(name)
+        if bridge is None or bridge.kind != "bridge":
+            raise _fail(errno.EINVAL, what)
+        return bridge
 
     def set_link(self, netns: str | None, name: str, *, up: bool | None = None,
                  mtu: int | None = None, mac: str | None = None,
@@ -197,17 +216,22 @@ class FakeIpr:
         self._change(what)
         link = self._link(netns, name, what)
         if master is not None:
-            bridge = self._link(netns, master, what)
-            if bridge.kind != "bridge" or link.kind == "bridge":
+            self._bridge_of(netns, master, what)
+            if link.kind == "bridge":
                 raise _fail(errno.EINVAL, what)
             link = replace(link, master=master, learning=True, neigh_suppress=False)
         link = replace(link, mtu=mtu or link.mtu, mac=mac or link.mac,
                        up=link.up if up is None else up)
+        self._put(netns, self._upped(link))
+
+    @staticmethod
+    def _upped(link: Link) -> Link:
+        """What the kernel adds to a bridge or VXLAN device that is up: its own EUI-64
+        link-local address, which the applier must ignore."""
         if link.up and link.kind in ("bridge", "vxlan") and not _has_link_local(link):
-            # The kernel's own EUI-64 link-local address, which the applier must ignore.
             auto = ipaddress.ip_interface(f"fe80::ff:fe00:{link.index:x}/64")
             link = replace(link, addresses=link.addresses | {auto})
-        self._put(netns, link)
+        return link
 
     def set_bridge(self, netns: str | None, name: str, *, mcast_snooping: bool) -> None:
         what = f"{where(netns)}: set bridge {name} mcast_snooping={mcast_snooping}"
@@ -218,13 +242,15 @@ class FakeIpr:
         self._put(netns, replace(link, mcast_snooping=mcast_snooping))
 
     def set_port(self, netns: str | None, name: str, *, learning: bool,
-                 neigh_suppress: bool) -> None:
-        what = f"{where(netns)}: set bridge port {name}"
+                 neigh_suppress: bool, up: bool | None = None) -> None:
+        what = f"{where(netns)}: set bridge port {name} up={up}"
         self._change(what)
         link = self._link(netns, name, what)
         if link.master is None:
             raise _fail(errno.EOPNOTSUPP, what)
-        self._put(netns, replace(link, learning=learning, neigh_suppress=neigh_suppress))
+        self._put(netns, self._upped(replace(link, learning=learning,
+                                             neigh_suppress=neigh_suppress,
+                                             up=link.up if up is None else up)))
 
     def delete_link(self, netns: str | None, name: str) -> None:
         what = f"{where(netns)}: delete link {name}"

@@ -21,8 +21,8 @@ Order, for each apply:
    domains before any is built, so a VNI can move from one domain to another.
 4. Each domain in turn ("domain" status, plus one "segment" status per network):
    namespace and its sysctls; uplink veth pair and addresses; default routes to the
-   SoftGate; L3VNI VXLAN + bridge; segments (VXLAN or VLAN bridge, gateway MAC and
-   addresses); the SoftGate's routes for the domain's prefixes over the uplink. One
+   SoftGate; L3VNI VXLAN + bridge (router MAC); segments (VXLAN or VLAN bridge, gateway
+   MAC and addresses); the SoftGate's routes for the domain's prefixes over the uplink. One
    domain's error is reported and the next domain goes on.
 5. SoftGate-side uplinks (`vxp<N>`) of domains that are gone.
 
@@ -175,15 +175,20 @@ class _Run:
             ObjectStatus(kind, ident, "error" if error else "ok", error))
 
     def _sysctls(self, netns: str | None, wanted: dict[str, str]) -> None:
+        """Those that differ, set in one go (one visit to the namespace)."""
         current = self.ipr.sysctls(netns, list(wanted))
+        changes: dict[str, str] = {}
         for name, value in wanted.items():
             if current[name] is None and name in BRIDGE_NF:
                 continue
             if current[name] is None:
                 raise LinkError(f"{where(netns)}: this kernel has no sysctl {name}")
             if current[name] != value:
-                self._do(f"{where(netns)}: sysctl {name}={value}",
-                         partial(self.ipr.set_sysctl, netns, name, value))
+                changes[name] = value
+        if changes:
+            self._do(f"{where(netns)}: sysctl "
+                     + " ".join(f"{name}={value}" for name, value in changes.items()),
+                     partial(self.ipr.set_sysctls, netns, changes))
 
     def _route(self, netns: str | None, want: Route, seen: Route | None) -> None:
         """Add, or replace one of ours; a route of someone else's to the same prefix
@@ -321,10 +326,11 @@ class _Run:
             self._default_routes(netns, new)
             if domain.l3vni is not None:
                 l3vni = domain.l3vni
-                bridge = self._bridge(netns, links, l3vni.bridge)
+                router_mac = self.desired.router_mac  # pinned: see links_state.router_mac
+                bridge = self._bridge(netns, links, l3vni.bridge, router_mac)
                 self._vxlan(netns, links, l3vni.vxlan, self.vxlan_of(l3vni.vni), l3vni.bridge,
                             suppress=False)
-                self._finish(netns, bridge, addresses=set())
+                self._finish(netns, bridge, mac=router_mac, addresses=set())
         except LinkError as exc:
             self._domain_failed(domain, exc)
             return
@@ -386,7 +392,7 @@ class _Run:
             self.root_routes[want.dst] = want
 
     def _segment(self, netns: str, links: dict[str, Link], segment: Segment) -> None:
-        bridge = self._bridge(netns, links, segment.bridge)
+        bridge = self._bridge(netns, links, segment.bridge, self.desired.gateway_mac)
         if segment.vxlan is not None and segment.vni is not None:
             self._vxlan(netns, links, segment.vxlan, self.vxlan_of(segment.vni),
                         segment.bridge, suppress=True)
@@ -407,11 +413,15 @@ class _Run:
             raise LinkError(f"{netns}: VLAN port {self.vlan_trunk}.{segment.vlan} for "
                             f"{segment.bridge}: 802.1Q ports are not implemented")
 
-    def _bridge(self, netns: str, links: dict[str, Link], name: str) -> Link:
+    def _bridge(self, netns: str, links: dict[str, Link], name: str, mac: str | None
+                ) -> Link:
+        """A new bridge is made with its MAC (when it has one to have) and up, by one
+        request; _finish then gives it its addresses."""
         link = links.get(name)
         if link is None:
-            self._do(f"{netns}: add bridge {name}", lambda: self.ipr.add_bridge(netns, name))
-            link = links[name] = _made(name, "bridge")
+            self._do(f"{netns}: add bridge {name}" + (f" address {mac}" if mac else "") + " up",
+                     lambda: self.ipr.add_bridge(netns, name, mac=mac, up=True))
+            link = links[name] = _made(name, "bridge", mac=mac or "", up=True)
         elif link.mcast_snooping:
             self._do(f"{netns}: set bridge {name} mcast_snooping 0",
                      lambda: self.ipr.set_bridge(netns, name, mcast_snooping=False))
@@ -420,13 +430,14 @@ class _Run:
     def _vxlan(self, netns: str, links: dict[str, Link], name: str, spec: Vxlan,
                bridge: str, *, suppress: bool) -> None:
         """Made from the SoftGate's namespace into the domain's (its UDP socket stays in
-        the SoftGate's); MTU and master, then the port flags (EVPN fills the FDB: no
-        learning; ARP/ND suppression on L2VNIs only), then up."""
+        the SoftGate's) with its MTU and master; then the port flags (EVPN fills the FDB:
+        no learning; ARP/ND suppression on L2VNIs only), and up with them or after."""
         link = links.get(name)
         if link is None:
-            self._do(f"{netns}: add vxlan {name} (VNI {spec.vni}, local {spec.local})",
-                     lambda: self.ipr.add_vxlan(name, spec, netns))
-            link = _made(name, "vxlan", vxlan=spec)
+            self._do(f"{netns}: add vxlan {name} (VNI {spec.vni}, local {spec.local}) "
+                     f"master {bridge}",
+                     lambda: self.ipr.add_vxlan(name, spec, netns, master=bridge))
+            link = _made(name, "vxlan", vxlan=spec, master=bridge)
         moved = link.master != bridge
         mtu = VXLAN_MTU if link.mtu != VXLAN_MTU else None
         if moved or mtu is not None:
@@ -434,12 +445,13 @@ class _Run:
                      + (f" master {bridge}" if moved else ""),
                      lambda: self.ipr.set_link(netns, name, mtu=mtu,
                                                master=bridge if moved else None))
+        up = None if link.up else True
         if moved or link.learning is not False or link.neigh_suppress is not suppress:
             self._do(f"{netns}: set bridge port {name} learning off neigh_suppress "
-                     f"{'on' if suppress else 'off'}",
+                     f"{'on' if suppress else 'off'}" + (" up" if up else ""),
                      lambda: self.ipr.set_port(netns, name, learning=False,
-                                               neigh_suppress=suppress))
-        if not link.up:
+                                               neigh_suppress=suppress, up=up))
+        elif up:
             self._do(f"{netns}: set {name} up", lambda: self.ipr.set_link(netns, name, up=True))
         links[name] = link
 
@@ -463,11 +475,16 @@ class _Run:
                      lambda: self.ipr.set_link(netns, name, up=True))
 
 
-def _made(name: str, kind: str, *, vxlan: Vxlan | None = None) -> Link:
+def _made(name: str, kind: str, *, vxlan: Vxlan | None = None, master: str | None = None,
+          mac: str = "", up: bool = False) -> Link:
     """A link as the kernel has it right after we made it (not read back: a dump per
-    new link was a third of a domain's build time): down, no master, no address (our
-    veths have IPv6 address generation off), MTU 1500, the VXLAN parameters asked for."""
-    return Link(name, 0, kind, False, VXLAN_MTU, "", vxlan=vxlan,
+    new link was a third of a domain's build time): down unless made up, the MAC and
+    master it was made with, a new bridge port's flags (learning, no suppression), no
+    address (our veths have IPv6 address generation off; the kernel's own link-local
+    ones are ignored), MTU 1500, the VXLAN parameters asked for."""
+    port = master is not None
+    return Link(name, 0, kind, up, VXLAN_MTU, mac, master=master, vxlan=vxlan,
+                learning=True if port else None, neigh_suppress=False if port else None,
                 mcast_snooping=False if kind == "bridge" else None)
 
 

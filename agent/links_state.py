@@ -115,6 +115,20 @@ class LinksState:
     def domain(self, netns: str) -> Domain | None:
         return next((d for d in self.domains if d.netns == netns), None)
 
+    @property
+    def router_mac(self) -> str | None:
+        """The MAC of every L3VNI bridge; None without a VTEP (then there is no L3VNI)."""
+        return None if self.vtep_address is None else router_mac(self.vtep_address)
+
+
+def router_mac(vtep: ipaddress.IPv4Address) -> str:
+    """02:00 and the VTEP address's four bytes (10.255.2.1: 02:00:0a:ff:02:01): FRR
+    advertises the L3VNI bridge's MAC as the EVPN router MAC, and a bridge left to
+    itself takes the lowest MAC of its ports, which changes when a port is remade.
+    Locally administered and unicast (02), unique per VTEP, and not the guests' gateway
+    MAC 02:00:5e:00:00:01 unless the VTEP is 94.0.0.1."""
+    return "02:00:" + ":".join(f"{byte:02x}" for byte in vtep.packed)
+
 
 def parse_links(data: object) -> tuple[LinksState, tuple[ObjectStatus, ...]]:
     """Lenient: a bad domain (or one clashing with an earlier one) is left out and

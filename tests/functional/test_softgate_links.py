@@ -69,6 +69,8 @@ def test_every_check_of_the_scenario_passed(report: dict[str, Any]) -> None:
     "the SoftGate reaches 198.18.2.1 routed into vxr5000020",
     "the SoftGate reaches 2001:db8:1::1 routed into vxr5000010",
     "our routes in the SoftGate carry proto 250",
+    "the L3VNI bridge vxb5000010 has the router MAC 02:00:0a:ff:02:01",
+    "a changed router MAC is set back in place",
 ])
 def test_traffic_and_routes(report: dict[str, Any], name: str) -> None:
     check(report, name)
@@ -77,6 +79,7 @@ def test_traffic_and_routes(report: dict[str, Any], name: str) -> None:
 @pytest.mark.parametrize("name", [
     "re-apply in the same process changes nothing",
     "a new process re-applies with zero changes",
+    "with two sockets open at most, re-applies change nothing",
     "adding two domains leaves vxr5000010 alone",
     "a namespace remade behind our back is built again",
     "and then left alone",

@@ -98,6 +98,47 @@ def test_creation_order_within_a_domain() -> None:
     assert fake.calls[-1].startswith("softgate: add route 2001:db8:1::/48")
 
 
+def test_new_links_are_made_in_as_few_requests_as_the_kernel_allows() -> None:
+    """A bridge with its MAC and up, a VXLAN device enslaved; then its port flags and up
+    together; a namespace's sysctls in one go."""
+    fake = FakeIpr()
+    result = apply(fake, links_json(1, 1))
+    mine = [call for call in fake.calls if "5000011" in call]
+    assert mine == [
+        f"{D1}: add bridge vxb5000011 mac=02:00:5e:00:00:01 up=True",
+        f"softgate: add vxlan vxv5000011 (VNI 5000011) into {D1} master=vxb5000011",
+        f"{D1}: set bridge port vxv5000011 up=True",
+        f"{D1}: add address 10.0.1.1/24 to vxb5000011",
+        f"{D1}: add address 2001:db8:1::1/64 to vxb5000011"]
+    assert [change for change in result.changes if ": sysctl " in change] == [
+        "softgate: sysctl net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1",
+        f"{D1}: sysctl net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 "
+        "net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-ip6tables=0 "
+        "net.bridge.bridge-nf-call-arptables=0"]
+
+
+def test_the_l3vni_bridge_has_the_router_mac() -> None:
+    """FRR takes the EVPN router MAC from it; left alone it would take a port's MAC."""
+    fake, data = built()
+    for netns in (D1, D2):
+        assert link(fake, netns, "vxb" + netns[3:]).mac == "02:00:0a:ff:02:01"
+    tamper(fake, D1, "vxb5000010", mac="02:fa:00:03:02:01")  # as a port's MAC would be
+    result = apply(fake, data)
+    assert result.changes == [f"{D1}: set vxb5000010 address 02:00:0a:ff:02:01"]
+    assert link(fake, D1, "vxb5000010").mac == "02:00:0a:ff:02:01"
+    assert_quiet(fake, data)
+
+
+def test_a_new_vtep_address_is_a_new_router_mac() -> None:
+    fake, data = built(1)
+    data["vtep_address"] = "192.0.2.7"
+    apply(fake, data)
+    assert link(fake, D1, "vxb5000010").mac == "02:00:c0:00:02:07"
+    assert link(fake, D1, "vxv5000010").vxlan == Vxlan(5000010, "192.0.2.7")
+    assert link(fake, D1, "vxb5000011").mac == "02:00:5e:00:00:01"  # guests' gateway: same
+    assert_quiet(fake, data)
+
+
 def test_a_second_apply_changes_nothing() -> None:
     fake, data = built()
     assert_quiet(fake, data)
@@ -161,8 +202,7 @@ def test_properties_changed_behind_our_back_are_fixed_in_place() -> None:
     assert sorted(result.changes) == sorted([
         f"{D1}: sysctl net.ipv4.ip_forward=1",
         f"{D1}: set vxv5000011 mtu 1500",
-        f"{D1}: set bridge port vxv5000011 learning off neigh_suppress on",
-        f"{D1}: set vxv5000011 up",
+        f"{D1}: set bridge port vxv5000011 learning off neigh_suppress on up",
         f"{D1}: set bridge vxb5000012 mcast_snooping 0",
         f"{D1}: set vxv5000012 master vxb5000012",
         f"{D1}: set bridge port vxv5000012 learning off neigh_suppress on",

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agent.links_state import LinksState, LinksStateError, parse_links
+from agent.links_state import LinksState, LinksStateError, parse_links, router_mac
 from tests.unit.links_samples import domain_json, links_json, vlan_segment_json
 
 
@@ -57,6 +57,16 @@ def test_a_vlan_handoff_domain_needs_no_vtep() -> None:
     evpn = {"vtep_address": None, "gateway_mac": "02:00:5e:00:00:01",
             "domains": [domain_json(1)]}
     assert "vtep_address is null" in refused(evpn)
+
+
+def test_the_router_mac_is_the_vtep_address_behind_02_00() -> None:
+    assert router_mac(ipaddress.IPv4Address("10.255.2.1")) == "02:00:0a:ff:02:01"
+    parsed = LinksState.from_json(state())
+    assert parsed.router_mac == "02:00:0a:ff:02:01" != parsed.gateway_mac
+    first = int(parsed.router_mac.split(":")[0], 16)
+    assert first & 0b10 and not first & 0b01  # locally administered, unicast
+    no_vtep = LinksState.from_json({"vtep_address": None, "gateway_mac": "02:00:5e:00:00:01"})
+    assert no_vtep.router_mac is None
 
 
 def test_mac_is_lower_cased_and_must_be_unicast() -> None:
