@@ -61,13 +61,10 @@ from agent.links_state import (
     parse_links,
 )
 from agent.status import ObjectStatus
+from agent.uplink import DOMAIN_V4, DOMAIN_V6, ROOT_V4, ROOT_V6
 
 log = logging.getLogger(__name__)
 
-ROOT_V4: Final = ipaddress.IPv4Interface("169.254.253.0/31")
-DOMAIN_V4: Final = ipaddress.IPv4Interface("169.254.253.1/31")
-ROOT_V6: Final = ipaddress.IPv6Interface("fe80::1/64")
-DOMAIN_V6: Final = ipaddress.IPv6Interface("fe80::2/64")
 VXLAN_MTU: Final = 1500
 FORWARDING: Final = {
     "net.ipv4.ip_forward": "1",
