@@ -202,11 +202,12 @@ def with_health(netns: str | None, domain: RoutingDomain,
 
 
 def apply_with_health(applier: DomainApplier, desired: RoutingDomain,
-                      checker: HealthChecker) -> ApplyResult:
+                      checker: HealthChecker, *, fresh: bool = False) -> ApplyResult:
     """How the agent applies a domain, whether its desired state or a verdict changed:
     the health verdicts on top of the desired state (a new desired state must not bring
-    a dead backend back), plus one status per probed backend."""
-    result = applier.apply(with_health(applier.netns, desired, checker.verdicts()))
+    a dead backend back), plus one status per probed backend. `fresh`: DomainApplier's."""
+    result = applier.apply(with_health(applier.netns, desired, checker.verdicts()),
+                           fresh=fresh)
     statuses = checker.statuses(applier.netns, desired)
     return ApplyResult(result.mode, (*result.statuses, *statuses))
 

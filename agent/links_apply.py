@@ -88,6 +88,8 @@ ROOT_STRAY_RE: Final = re.compile(r"vx(pub|[bvl][0-9]{1,8})")
 class ApplyResult:
     statuses: list[ObjectStatus] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)  # what was done, in order
+    # Namespaces made by this apply: empty of everything else (nftables tables, ...).
+    created: set[str] = field(default_factory=set)
 
     @property
     def ok(self) -> bool:
@@ -315,6 +317,7 @@ class _Run:
             new = links is None
             if links is None:
                 self._do(f"create namespace {netns}", lambda: self.ipr.create_netns(netns))
+                self.result.created.add(netns)
                 links = {"lo": _made("lo", "")}
             self._sysctls(netns, {**FORWARDING, **BRIDGE_NF})
             if "lo" in links and not links["lo"].up:  # local sockets (dnsmasq, FRR) need it

@@ -88,14 +88,17 @@ class DomainApplier:
         """Next apply rebuilds everything (e.g. after the namespace was recreated)."""
         self.applied, self._applied_tables = None, None
 
-    def apply(self, desired: RoutingDomain) -> ApplyResult:
+    def apply(self, desired: RoutingDomain, *, fresh: bool = False) -> ApplyResult:
+        """`fresh`: the namespace was just made, none of our tables can be there."""
+        if fresh:
+            self.forget()
         tables = compile_domain(desired)
         if self._applied_tables is not None:
             mode = self._try_delta(tables)
             if mode is not None:
                 self._remember(desired, tables)
                 return ApplyResult(mode, tuple(self._statuses(desired, {})))
-        full = render.render_tables(tables)
+        full = render.render_tables(tables, fresh=fresh)
         try:
             self.nft.apply(self.netns, full)
         except NftError as exc:

@@ -2,7 +2,10 @@
 
 The whole ruleset is one `nft -f` transaction per domain: for each table,
 `table X {}` (so that the delete cannot fail), `delete table X`, the table with its
-skeleton and tenant chains, then its elements. nft applies a file as one netlink batch,
+skeleton and tenant chains, then its elements. Into a namespace known to be new the
+first two are left out: deleting a table costs the kernel more than building one
+(10 ms for the isolated golden without them, 23 ms with, most of a full rebuild's nft
+time). nft applies a file as one netlink batch,
 so the kernel switches from the old ruleset to the new one at once: no packet sees a
 half-built table. Connections survive it: NAT bindings live in conntrack, not in the
 table.
@@ -45,11 +48,13 @@ def render_teardown() -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_tables(tables: Iterable[TableData]) -> str:
+def render_tables(tables: Iterable[TableData], *, fresh: bool = False) -> str:
+    """The whole ruleset; `fresh`: for a namespace with none of our tables yet."""
     lines = [HEADER.rstrip("\n")]
     for table in tables:
-        lines += [f"table {table.name} {{}}", f"delete table {table.name}",
-                  f"table {table.name} {{"]
+        if not fresh:
+            lines += [f"table {table.name} {{}}", f"delete table {table.name}"]
+        lines.append(f"table {table.name} {{")
         chains = "".join(_chain_block(name, rules) for name, rules in sorted(table.chains.items()))
         lines.append(table.skeleton.replace("@CHAINS@\n", chains).rstrip("\n"))
         lines.append("}")

@@ -45,11 +45,17 @@ LINKS = "links"
 DHCP = "dhcp"
 
 
-def apply_links(links: LinksApplier, data: object) -> tuple[set[str], list[ObjectStatus]]:
-    """The links section applied: the namespaces that are ready, and the reports."""
+@dataclass(frozen=True)
+class LinksOutcome:
+    ready: set[str]  # namespaces in place
+    reports: list[ObjectStatus]
+    created: set[str]  # namespaces just made: nothing of ours in them yet
+
+
+def apply_links(links: LinksApplier, data: object) -> LinksOutcome:
     result = links.apply_json(data)
     ready = {s.id for s in result.statuses if s.kind == "domain" and s.state == "ok"}
-    return ready, list(result.statuses)
+    return LinksOutcome(ready, list(result.statuses), set(result.created))
 
 
 @dataclass(frozen=True)
@@ -141,26 +147,27 @@ class SoftGateArtifact:
             data = _parse(content)
         except ValueError as exc:
             return [ObjectStatus("artifact", "softgate.json", "error", str(exc))]
-        ready, reports = self._links(data["links"])
+        links = self._links(data["links"])
+        reports = list(links.reports)
         with self.lock:
-            reports += self._netfilter(data["netfilter"], ready)
-        reports += self._dhcp(data["dhcp"], ready)
+            reports += self._netfilter(data["netfilter"], links)
+        reports += self._dhcp(data["dhcp"], links.ready)
         return merge(reports)
 
-    def _links(self, section: Any) -> tuple[set[str], list[ObjectStatus]]:
+    def _links(self, section: Any) -> LinksOutcome:
         """Apply the links section unless it was applied cleanly a short while ago. When
         it does run, it may have made namespaces anew, empty: what lives in them (rules,
         dnsmasq) is then applied again too, however recent."""
         recent = self.recent.reports(LINKS, section)
         if recent is not None:
             ready = {s.id for s in recent if s.kind == "domain" and s.state == "ok"}
-            return ready, recent
+            return LinksOutcome(ready, recent, set())
         self.recent.clear()
-        ready, reports = apply_links(self.links, section)
-        self.recent.record(LINKS, section, reports)
-        return ready, reports
+        outcome = apply_links(self.links, section)
+        self.recent.record(LINKS, section, outcome.reports)
+        return outcome
 
-    def _netfilter(self, section: Any, ready: set[str]) -> list[ObjectStatus]:
+    def _netfilter(self, section: Any, links: LinksOutcome) -> list[ObjectStatus]:
         domains = section.get("domains") if isinstance(section, dict) else None
         if not isinstance(domains, list):
             return [ObjectStatus("artifact", "softgate.json", "error",
@@ -168,6 +175,7 @@ class SoftGateArtifact:
         reports: list[ObjectStatus] = []
         wanted: set[str] = set()
         due: list[tuple[RoutingDomain, Any]] = []
+        ready = links.ready
         for index, item in enumerate(domains):
             recent = self._recent_domain(item, ready)
             if recent is not None:
@@ -190,7 +198,7 @@ class SoftGateArtifact:
                 continue
             self.netfilter.setdefault(domain.id, DomainApplier(self.nft, domain.id))
             due.append((domain, item))
-        reports += self._apply_domains(due)
+        reports += self._apply_domains(due, links.created)
         for gone in set(self.netfilter) - wanted:
             # Its namespace went with the links; the tables went with the namespace.
             del self.netfilter[gone]
@@ -205,13 +213,15 @@ class SoftGateArtifact:
             return None
         return self.recent.reports(_netfilter_key(ident), item)
 
-    def _apply_domains(self, due: list[tuple[RoutingDomain, Any]]) -> list[ObjectStatus]:
+    def _apply_domains(self, due: list[tuple[RoutingDomain, Any]], created: set[str]
+                       ) -> list[ObjectStatus]:
         """Each domain's one nft transaction, several at once: an `nft -f` spends most of
         its time waiting on the kernel, not on a CPU (bench.softgate: 100 domains 2.1 s
         one after another, 0.5 s eight at a time). Each domain has its own applier."""
         def one(domain: RoutingDomain, item: Any) -> list[ObjectStatus]:
             statuses = list(apply_with_health(self.netfilter[domain.id], domain,
-                                              self.health).statuses)
+                                              self.health,
+                                              fresh=domain.id in created).statuses)
             self.recent.record(_netfilter_key(domain.id), item, statuses)
             return statuses
 

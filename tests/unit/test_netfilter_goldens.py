@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.netfilter_render import render_full, render_teardown
+from agent.netfilter_compile import compile_domain
+from agent.netfilter_render import render_full, render_tables, render_teardown
 from agent.netfilter_state import RoutingDomain
 
 GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden" / "nft"
@@ -63,6 +64,16 @@ def test_golden(name: str) -> None:
 def test_nft_accepts_golden(name: str) -> None:
     require_nft_root()
     done = nft_check((GOLDEN_DIR / f"{name}.nft").read_text())
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_nft_accepts_the_fresh_form_in_a_new_namespace(name: str) -> None:
+    """The ruleset for a namespace just made: the golden without `delete table`."""
+    require_nft_root()
+    text = render_tables(compile_domain(sample(name)), fresh=True)
+    assert "delete table" not in text
+    done = nft_check(text)
     assert done.returncode == 0, done.stderr
 
 

@@ -49,6 +49,20 @@ def test_golden_state_applies_cleanly_and_again_changes_nothing(case: str) -> No
     assert len(nft.calls) - nft_calls <= len(domains)  # one atomic transaction a domain
 
 
+def test_tables_go_into_new_namespaces_without_deleting_first() -> None:
+    """Deleting a table costs the kernel more than making one: into a namespace the links
+    just made, the ruleset goes without `delete table`; where tables may be (a restarted
+    agent), with it."""
+    content = (GOLDEN / "vpcs.json").read_text()
+    softgate, ipr, nft, _ = artifact()
+    softgate.apply(content)
+    assert nft.calls and not any("delete table" in text for _, text, _ in nft.calls)
+    restarted, _, _, _ = artifact(ipr, nft)
+    calls = len(nft.calls)
+    assert not [r for r in restarted.apply(content) if r.state == "error"]
+    assert all("delete table" in text for _, text, _ in nft.calls[calls:])
+
+
 def test_a_change_in_one_domain_applies_that_domain_only() -> None:
     content = json.loads((GOLDEN / "vpcs.json").read_text())
     clock = [0.0]
