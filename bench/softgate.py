@@ -3,6 +3,9 @@
 The goal: a full rebuild of a SoftGate serving 2,000 VMs (DHCP, DNS, NAT) in <= 2 s, on
 the real kernel with the real processes (nft, dnsmasq, the metadata server).
 
+With --extra-port-forwards N, N more port forwards are written into every document
+(spread over the domains), to see one port forward added among 100,000 through the agent.
+
 1. The desired state is declared through the API of an in-process service (SQLite in a
    temporary directory), with the bodies CloudStack's commands carry: one zone, one VXLAN
    physical network, one SoftGate, N isolated networks (default 100) of M VMs (default
@@ -193,6 +196,25 @@ def timed(action: Callable[[], None]) -> float:
     return time.perf_counter() - started
 
 
+def add_port_forwards(steps: list[str], count: int) -> None:
+    """`count` more port forwards, spread over the domains (on each one's source NAT
+    address, ports from 10000, to its first guest's port 8080), written into every
+    step's document: the same in each, so the steps still differ by what the API did.
+    Straight into the JSON, because declaring 100,000 through the API takes minutes."""
+    for step in steps:
+        path = Path(step.split("=", 1)[1])
+        state = json.loads(path.read_text())
+        domains = [d for d in state["netfilter"]["domains"] if d["source_nat_ip"]]
+        for index in range(count):
+            domain = domains[index % len(domains)]
+            guest = next(iter(domain["static_nats"]), {"private_ip": None})["private_ip"]
+            domain["port_forwards"].append({
+                "id": f"bench-{index}", "protocol": "tcp", "public_ip": domain["source_nat_ip"],
+                "public_port": 10000 + index // len(domains), "private_ip": guest,
+                "private_port": 8080})
+        path.write_text(json.dumps(state, sort_keys=True, indent=1) + "\n")
+
+
 def desired_states(root: Path, networks: int, vms: int, vm_starts: bool) -> list[str]:
     """The service side, printed; the driver's NAME=FILE arguments."""
     steps: list[str] = []
@@ -349,7 +371,7 @@ def apply_round(state_dir: Path, steps: list[str]) -> tuple[dict[str, Any], bool
 
 
 def run_softgate_bench(networks: int = 100, vms: int = 20, rounds: int = 3,
-                       vm_starts: bool = False) -> Outcome | None:
+                       vm_starts: bool = False, extra_forwards: int = 0) -> Outcome | None:
     """Prints the figures; None (and the reason) when it cannot run here. Raises
     RuntimeError or ServiceRefused when it failed."""
     missing = [tool for tool in ("ip", "nft", "dnsmasq", "unshare") if not shutil.which(tool)]
@@ -364,6 +386,9 @@ def run_softgate_bench(networks: int = 100, vms: int = 20, rounds: int = 3,
     root.chmod(0o755)  # dnsmasq drops to nobody and re-reads its hosts files as nobody
     try:
         steps = desired_states(root / "service", networks, vms, vm_starts)
+        if extra_forwards:
+            add_port_forwards(steps, extra_forwards)
+            print(f"  + {extra_forwards:,} port forwards written into each document")
         print("  agent: SoftGateArtifact.real() in a sandbox SoftGate (simulator.sandbox), "
               "seconds per step, then the split (links, netfilter = nft processes + Python, "
               "dhcp = dnsmasq + metadata + the rest)", flush=True)
@@ -385,6 +410,9 @@ def run_softgate_bench(networks: int = 100, vms: int = 20, rounds: int = 3,
           f"tearing down the last one's namespaces: waited {', '.join(f'{w:.1f}' for w in waits)}"
           f" s): {', '.join(f'{r:.3f}' for r in rebuilds)} s; best {min(rebuilds):.3f} s, "
           f"median {median:.3f} s")
+    if extra_forwards:
+        print("  goal: not judged with --extra-port-forwards (it is for 2,000 VMs' own state)")
+        return Outcome(ok, True)
     met = median <= GOAL_S
     print(f"  goal: full rebuild of {networks * vms:,} VMs (DHCP, DNS, NAT) <= {GOAL_S:.0f} s: "
           f"{median:.3f} s (median)  {'PASS' if met else 'FAIL'}")
@@ -400,6 +428,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="full rebuilds, each in a new sandbox (the goal: their median)")
     parser.add_argument("--vm-starts", action="store_true",
                         help="declare each VM with its VM-start calls (slow: ~20 ms/VM)")
+    parser.add_argument("--extra-port-forwards", type=int, default=0, metavar="N",
+                        help="N more port forwards in every document (e.g. 100000: one "
+                        "port forward added among 100,000 through the agent)")
     args = parser.parse_args(argv)
     if not 1 <= args.networks <= 1000 or not STATIC_NATS + PORT_FORWARDS <= args.vms <= 200 \
             or args.rounds < 1:
@@ -410,7 +441,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        outcome = run_softgate_bench(args.networks, args.vms, args.rounds, args.vm_starts)
+        outcome = run_softgate_bench(args.networks, args.vms, args.rounds, args.vm_starts,
+                                     args.extra_port_forwards)
     except (ServiceRefused, SandboxError, RuntimeError, OSError) as exc:
         print(f"bench.softgate could not run: {exc}", file=sys.stderr)
         return 2
