@@ -1,5 +1,5 @@
 """The one module that talks to the kernel's rtnetlink: links, addresses, routes,
-namespaces, sysctls (the messages themselves are agent.ipr_netlink's).
+namespaces, sysctls (the messages, pyroute2's, and the socket loop are agent.ipr_netlink's).
 
 `IprApi` is what the links applier uses; `Ipr` implements it on the kernel and
 agent.ipr_fake.FakeIpr in memory. `netns=None` is the agent's own namespace (the
@@ -238,7 +238,7 @@ class Ipr:
                 if exc.code == errno.ENODEV:
                     raise LinkError(f"no link {name}", errno.ENODEV) from None
                 raise
-            handle.indexes[name] = nl.ifindex(answer)
+            handle.indexes[name] = nl.link_indexes(answer)[0]
         return handle.indexes[name]
 
     def _on(self, handle: Handle, name: str, request: Callable[[int], None],
@@ -377,35 +377,31 @@ class Ipr:
         with unless(errno.EEXIST, lambda: self._is(into, name, "vxlan", spec, master=master)), \
                 failing(f"{where(into)}: add vxlan {name} (VNI {spec.vni})"), \
                 _netns_fd(into) as fd:
-            body = nl.vxlan(name, vni=spec.vni, local=spec.local, port=spec.port,
-                            learning=spec.learning, ttl=spec.ttl, mtu=1500, netns_fd=fd)
+            def made(index: int | None) -> None:
+                self._nl(None).ack(nl.RTM_NEWLINK, nl.CREATE, nl.vxlan(
+                    name, vni=spec.vni, local=spec.local, port=spec.port,
+                    learning=spec.learning, ttl=spec.ttl, mtu=1500, netns_fd=fd, master=index))
+
             if master is None:
-                self._nl(None).ack(nl.RTM_NEWLINK, nl.CREATE, body)
+                made(None)
             else:  # a master index unknown in `into` is EINVAL, and nothing is made
-                self._on(self._handle(into), master, lambda index: self._nl(None).ack(
-                    nl.RTM_NEWLINK, nl.CREATE, body + nl.u32(nl.IFLA_MASTER, index)),
-                    stale=(errno.ENODEV, errno.EINVAL))
+                self._on(self._handle(into), master, made, stale=(errno.ENODEV, errno.EINVAL))
 
     def set_link(self, netns: str | None, name: str, *, up: bool | None = None,
                  mtu: int | None = None, mac: str | None = None,
                  master: str | None = None) -> None:
         """One request; two when a link is both enslaved and brought up, so that it is
         never up outside its bridge (the kernel applies IFF_UP before the master)."""
-        changes = b""
-        if mtu is not None:
-            changes += nl.u32(nl.IFLA_MTU, mtu)
-        if mac is not None:
-            changes += nl.attr(nl.IFLA_ADDRESS, nl.mac_bytes(mac))
         with failing(f"{where(netns)}: set {name} {_describe(up, mtu, mac, master)}"):
             handle = self._handle(netns)
             sock = handle.socket()
             if master is not None:
                 self._on(handle, master, lambda index: sock.ack(
-                    nl.RTM_NEWLINK, 0, nl.named(name) + changes
-                    + nl.u32(nl.IFLA_MASTER, index)), stale=(errno.ENODEV, errno.EINVAL))
-                changes = b""
-            if changes or up is not None:
-                sock.ack(nl.RTM_NEWLINK, 0, nl.named(name, up=up) + changes)
+                    nl.RTM_NEWLINK, 0, nl.named(name, mtu=mtu, mac=mac, master=index)),
+                    stale=(errno.ENODEV, errno.EINVAL))
+                mtu = mac = None
+            if mtu is not None or mac is not None or up is not None:
+                sock.ack(nl.RTM_NEWLINK, 0, nl.named(name, up=up, mtu=mtu, mac=mac))
 
     def set_bridge(self, netns: str | None, name: str, *, mcast_snooping: bool) -> None:
         with failing(f"{where(netns)}: set bridge {name} mcast_snooping"):
@@ -438,13 +434,11 @@ class Ipr:
             present = {link.name for link in nl.all_links(sock)} & set(names)
             if len(present) > 1:
                 for name in present:
-                    sock.ack(nl.RTM_NEWLINK, 0, nl.named(name) + nl.u32(nl.IFLA_GROUP,
-                                                                        DOOMED_GROUP))
+                    sock.ack(nl.RTM_NEWLINK, 0, nl.named(name, group=DOOMED_GROUP))
                 members = {link.name for link in nl.all_links(sock)
                            if link.group == DOOMED_GROUP}
                 if members == present:
-                    sock.ack(nl.RTM_DELLINK, 0, nl.ifinfo() + nl.u32(nl.IFLA_GROUP,
-                                                                     DOOMED_GROUP))
+                    sock.ack(nl.RTM_DELLINK, 0, nl.group(DOOMED_GROUP))
                     return
         for name in sorted(present):
             self.delete_link(netns, name)
