@@ -15,9 +15,10 @@ closed before we delete its namespace, when list_netns no longer shows the name,
 when the name now stands for another namespace.
 
 Link indexes (addresses, routes and masters name links by index) are remembered per
-namespace, from its last links() and from lookups: the applier lists a namespace's
-links before it changes anything there. A request naming a remembered index the kernel
-no longer knows is made once more with a fresh one.
+namespace, from its last links(), from the kernel's echo of a bridge or veth we made
+(kernels that echo RTM_NEWLINK; others give the ack alone) and from lookups: the
+applier lists a namespace's links before it changes anything there. A request naming a
+remembered index the kernel no longer knows is made once more with a fresh one.
 
 Routes: ours carry routing protocol PROTO and only those are listed, replaced or
 deleted, so nobody else's routes (FRR's, an operator's) are ever touched.
@@ -241,7 +242,7 @@ class Ipr:
             handle.indexes[name] = nl.link_indexes(answer)[0]
         return handle.indexes[name]
 
-    def _on(self, handle: Handle, name: str, request: Callable[[int], None],
+    def _on(self, handle: Handle, name: str, request: Callable[[int], object],
             stale: tuple[int, ...] = (errno.ENODEV,)) -> None:
         """`request` with the index of link `name` (in `handle`'s namespace); once more
         with a fresh one when it fails as a remembered index would (the link made again
@@ -332,11 +333,17 @@ class Ipr:
                  ) -> None:
         """A veth pair with each end created in its namespace, IPv6 address generation
         off on both: their link-local addresses are ours (fe80::1, fe80::2)."""
-        sock = self._nl(netns)
+        handle = self._handle(netns)
+        echoed: list[bytes] = []  # none when the pair was there already
         with unless(errno.EEXIST, lambda: self._paired(netns, name, peer_netns, peer)), \
                 failing(f"{where(netns)}: add veth {name} (peer {peer} in "
                         f"{where(peer_netns)})"), _netns_fd(peer_netns) as fd:
-            sock.ack(nl.RTM_NEWLINK, nl.CREATE, nl.veth(name, peer, fd))
+            echoed = handle.socket().ack(nl.RTM_NEWLINK, nl.CREATE, nl.veth(name, peer, fd),
+                                         echo=True)
+        for message in echoed:  # our end, and its peer's index (IFLA_LINK) with it
+            handle.indexes[name], theirs = nl.link_indexes(message)
+            if theirs:
+                self._handle(peer_netns).indexes[peer] = theirs
         self._addrgenmode_none(netns, name)
         self._addrgenmode_none(peer_netns, peer)
 
@@ -354,9 +361,11 @@ class Ipr:
                    up: bool = False) -> None:
         """With its MAC and up in the same request, when asked: the MAC is there
         before the bridge is up (its IPv6 link-local address is made from it)."""
+        handle = self._handle(netns)
         with unless(errno.EEXIST, lambda: self._is(netns, name, "bridge", mac=mac, up=up)), \
                 failing(f"{where(netns)}: add bridge {name}"):
-            self._nl(netns).ack(nl.RTM_NEWLINK, nl.CREATE, nl.bridge(name, mac=mac, up=up))
+            _remember(handle, name, handle.socket().ack(
+                nl.RTM_NEWLINK, nl.CREATE, nl.bridge(name, mac=mac, up=up), echo=True))
 
     def _is(self, netns: str | None, name: str, kind: str, vxlan: Vxlan | None = None, *,
             mac: str | None = None, up: bool = False, master: str | None = None) -> bool:
@@ -515,6 +524,13 @@ def _netns_fd(netns: str | None) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
+
+
+def _remember(handle: Handle, name: str, echoed: list[bytes]) -> None:
+    """The index of link `name`, made by a request with echo, when the kernel told it:
+    addresses, routes and ports name it next (a lookup of its own otherwise)."""
+    for message in echoed:
+        handle.indexes[name] = nl.link_indexes(message)[0]
 
 
 def _sysctl_path(name: str) -> str:

@@ -1,6 +1,6 @@
 """agent.ipr_netlink.Socket's loop against a scripted kernel: one send, the answers of
 that request read up to its ack, leftovers of another request skipped, the kernel's
-reason kept with its error."""
+reason kept with its error, an echo returned with the ack."""
 
 from __future__ import annotations
 
@@ -64,10 +64,17 @@ def open_on(kernel: Kernel) -> nl.Socket:
 
 def test_a_change_is_one_send_and_its_ack() -> None:
     kernel = Kernel(lambda seq: [ack(seq)])
-    open_on(kernel).ack(nl.RTM_NEWLINK, 0, nl.named("vxb7", up=True))
+    assert open_on(kernel).ack(nl.RTM_NEWLINK, 0, nl.named("vxb7", up=True)) == []
     _, kind, flags, _, _ = nl.HEADER.unpack_from(kernel.sent[0])
     assert (len(kernel.sent), kind, flags) == (1, nl.RTM_NEWLINK,
                                                nl.NLM_F_REQUEST | nl.NLM_F_ACK)
+
+
+def test_an_echo_comes_before_the_ack_and_is_returned() -> None:
+    kernel = Kernel(lambda seq: [link(seq, 42) + ack(seq)])
+    echoed = open_on(kernel).ack(nl.RTM_NEWLINK, nl.CREATE, nl.bridge("vxb7"), echo=True)
+    assert [nl.link_indexes(answer) for answer in echoed] == [(42, None)]
+    assert nl.HEADER.unpack_from(kernel.sent[0])[2] & nl.NLM_F_ECHO
 
 
 def test_a_refusal_carries_the_kernels_reason() -> None:
