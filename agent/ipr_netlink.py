@@ -419,12 +419,13 @@ class _Only(netlink.nlmsg_base):  # type: ignore[misc]  # pyroute2 has no type h
     only: ClassVar[dict[int, tuple[str, str]]] = {}
 
     def decode_nlas(self, offset: int) -> None:
-        data, end, only, attrs = self.data, self.offset + self.length, self.only, self["attrs"]
-        while only and offset + NLA.size <= end:
-            length, kind = NLA.unpack_from(data, offset)
-            if length < NLA.size:
+        data, end, attrs = self.data, self.offset + self.length, self["attrs"]
+        header, wanted_one = NLA.unpack_from, self.only.get  # locals: ~40 turns a link
+        while offset + 4 <= end:
+            length, kind = header(data, offset)
+            if length < 4:
                 break
-            wanted = only.get(kind & NLA_TYPE_MASK)
+            wanted = wanted_one(kind & NLA_TYPE_MASK)
             if wanted is not None:
                 cls = getattr(self, wanted[1])
                 if isinstance(cls, types.FunctionType):  # chooses by what came before
