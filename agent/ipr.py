@@ -1,5 +1,5 @@
 """The one module that talks to the kernel's rtnetlink: links, addresses, routes,
-namespaces, sysctls (the messages themselves are agent.ipr_netlink's).
+namespaces, sysctls (the messages, pyroute2's, and the socket loop are agent.ipr_netlink's).
 
 `IprApi` is what the links applier uses; `Ipr` implements it on the kernel and
 agent.ipr_fake.FakeIpr in memory. `netns=None` is the agent's own namespace (the
@@ -15,9 +15,10 @@ closed before we delete its namespace, when list_netns no longer shows the name,
 when the name now stands for another namespace.
 
 Link indexes (addresses, routes and masters name links by index) are remembered per
-namespace, from its last links() and from lookups: the applier lists a namespace's
-links before it changes anything there. A request naming a remembered index the kernel
-no longer knows is made once more with a fresh one.
+namespace, from its last links(), from the kernel's echo of a bridge or veth we made
+(kernels that echo RTM_NEWLINK; others give the ack alone) and from lookups: the
+applier lists a namespace's links before it changes anything there. A request naming a
+remembered index the kernel no longer knows is made once more with a fresh one.
 
 Routes: ours carry routing protocol PROTO and only those are listed, replaced or
 deleted, so nobody else's routes (FRR's, an operator's) are ever touched.
@@ -238,10 +239,10 @@ class Ipr:
                 if exc.code == errno.ENODEV:
                     raise LinkError(f"no link {name}", errno.ENODEV) from None
                 raise
-            handle.indexes[name] = nl.ifindex(answer)
+            handle.indexes[name] = nl.link_indexes(answer)[0]
         return handle.indexes[name]
 
-    def _on(self, handle: Handle, name: str, request: Callable[[int], None],
+    def _on(self, handle: Handle, name: str, request: Callable[[int], object],
             stale: tuple[int, ...] = (errno.ENODEV,)) -> None:
         """`request` with the index of link `name` (in `handle`'s namespace); once more
         with a fresh one when it fails as a remembered index would (the link made again
@@ -332,11 +333,17 @@ class Ipr:
                  ) -> None:
         """A veth pair with each end created in its namespace, IPv6 address generation
         off on both: their link-local addresses are ours (fe80::1, fe80::2)."""
-        sock = self._nl(netns)
+        handle = self._handle(netns)
+        echoed: list[bytes] = []  # none when the pair was there already
         with unless(errno.EEXIST, lambda: self._paired(netns, name, peer_netns, peer)), \
                 failing(f"{where(netns)}: add veth {name} (peer {peer} in "
                         f"{where(peer_netns)})"), _netns_fd(peer_netns) as fd:
-            sock.ack(nl.RTM_NEWLINK, nl.CREATE, nl.veth(name, peer, fd))
+            echoed = handle.socket().ack(nl.RTM_NEWLINK, nl.CREATE, nl.veth(name, peer, fd),
+                                         echo=True)
+        for message in echoed:  # our end, and its peer's index (IFLA_LINK) with it
+            handle.indexes[name], theirs = nl.link_indexes(message)
+            if theirs:
+                self._handle(peer_netns).indexes[peer] = theirs
         self._addrgenmode_none(netns, name)
         self._addrgenmode_none(peer_netns, peer)
 
@@ -354,9 +361,11 @@ class Ipr:
                    up: bool = False) -> None:
         """With its MAC and up in the same request, when asked: the MAC is there
         before the bridge is up (its IPv6 link-local address is made from it)."""
+        handle = self._handle(netns)
         with unless(errno.EEXIST, lambda: self._is(netns, name, "bridge", mac=mac, up=up)), \
                 failing(f"{where(netns)}: add bridge {name}"):
-            self._nl(netns).ack(nl.RTM_NEWLINK, nl.CREATE, nl.bridge(name, mac=mac, up=up))
+            _remember(handle, name, handle.socket().ack(
+                nl.RTM_NEWLINK, nl.CREATE, nl.bridge(name, mac=mac, up=up), echo=True))
 
     def _is(self, netns: str | None, name: str, kind: str, vxlan: Vxlan | None = None, *,
             mac: str | None = None, up: bool = False, master: str | None = None) -> bool:
@@ -377,35 +386,31 @@ class Ipr:
         with unless(errno.EEXIST, lambda: self._is(into, name, "vxlan", spec, master=master)), \
                 failing(f"{where(into)}: add vxlan {name} (VNI {spec.vni})"), \
                 _netns_fd(into) as fd:
-            body = nl.vxlan(name, vni=spec.vni, local=spec.local, port=spec.port,
-                            learning=spec.learning, ttl=spec.ttl, mtu=1500, netns_fd=fd)
+            def made(index: int | None) -> None:
+                self._nl(None).ack(nl.RTM_NEWLINK, nl.CREATE, nl.vxlan(
+                    name, vni=spec.vni, local=spec.local, port=spec.port,
+                    learning=spec.learning, ttl=spec.ttl, mtu=1500, netns_fd=fd, master=index))
+
             if master is None:
-                self._nl(None).ack(nl.RTM_NEWLINK, nl.CREATE, body)
+                made(None)
             else:  # a master index unknown in `into` is EINVAL, and nothing is made
-                self._on(self._handle(into), master, lambda index: self._nl(None).ack(
-                    nl.RTM_NEWLINK, nl.CREATE, body + nl.u32(nl.IFLA_MASTER, index)),
-                    stale=(errno.ENODEV, errno.EINVAL))
+                self._on(self._handle(into), master, made, stale=(errno.ENODEV, errno.EINVAL))
 
     def set_link(self, netns: str | None, name: str, *, up: bool | None = None,
                  mtu: int | None = None, mac: str | None = None,
                  master: str | None = None) -> None:
         """One request; two when a link is both enslaved and brought up, so that it is
         never up outside its bridge (the kernel applies IFF_UP before the master)."""
-        changes = b""
-        if mtu is not None:
-            changes += nl.u32(nl.IFLA_MTU, mtu)
-        if mac is not None:
-            changes += nl.attr(nl.IFLA_ADDRESS, nl.mac_bytes(mac))
         with failing(f"{where(netns)}: set {name} {_describe(up, mtu, mac, master)}"):
             handle = self._handle(netns)
             sock = handle.socket()
             if master is not None:
                 self._on(handle, master, lambda index: sock.ack(
-                    nl.RTM_NEWLINK, 0, nl.named(name) + changes
-                    + nl.u32(nl.IFLA_MASTER, index)), stale=(errno.ENODEV, errno.EINVAL))
-                changes = b""
-            if changes or up is not None:
-                sock.ack(nl.RTM_NEWLINK, 0, nl.named(name, up=up) + changes)
+                    nl.RTM_NEWLINK, 0, nl.named(name, mtu=mtu, mac=mac, master=index)),
+                    stale=(errno.ENODEV, errno.EINVAL))
+                mtu = mac = None
+            if mtu is not None or mac is not None or up is not None:
+                sock.ack(nl.RTM_NEWLINK, 0, nl.named(name, up=up, mtu=mtu, mac=mac))
 
     def set_bridge(self, netns: str | None, name: str, *, mcast_snooping: bool) -> None:
         with failing(f"{where(netns)}: set bridge {name} mcast_snooping"):
@@ -438,13 +443,11 @@ class Ipr:
             present = {link.name for link in nl.all_links(sock)} & set(names)
             if len(present) > 1:
                 for name in present:
-                    sock.ack(nl.RTM_NEWLINK, 0, nl.named(name) + nl.u32(nl.IFLA_GROUP,
-                                                                        DOOMED_GROUP))
+                    sock.ack(nl.RTM_NEWLINK, 0, nl.named(name, group=DOOMED_GROUP))
                 members = {link.name for link in nl.all_links(sock)
                            if link.group == DOOMED_GROUP}
                 if members == present:
-                    sock.ack(nl.RTM_DELLINK, 0, nl.ifinfo() + nl.u32(nl.IFLA_GROUP,
-                                                                     DOOMED_GROUP))
+                    sock.ack(nl.RTM_DELLINK, 0, nl.group(DOOMED_GROUP))
                     return
         for name in sorted(present):
             self.delete_link(netns, name)
@@ -521,6 +524,13 @@ def _netns_fd(netns: str | None) -> Iterator[int]:
         yield fd
     finally:
         os.close(fd)
+
+
+def _remember(handle: Handle, name: str, echoed: list[bytes]) -> None:
+    """The index of link `name`, made by a request with echo, when the kernel told it:
+    addresses, routes and ports name it next (a lookup of its own otherwise)."""
+    for message in echoed:
+        handle.indexes[name] = nl.link_indexes(message)[0]
 
 
 def _sysctl_path(name: str) -> str:

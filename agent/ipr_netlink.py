@@ -1,11 +1,32 @@
-"""Just enough rtnetlink for agent.ipr: a socket, and the few messages it sends and reads.
+"""rtnetlink for agent.ipr: pyroute2's message classes on a socket loop of our own.
 
-Why not pyroute2: it spent 0.4-0.65 ms of Python on every request (its event loop,
-request filters, generic attribute machinery) where the kernel needs 20-60 us, and
-decoding a dump cost as much again; building 100 routing domains took ~4,300 requests
-and 1.7 s. Encoded with struct, a request costs ~10 us of Python here. The kernel
-handles an rtnetlink request inside sendmsg(), so a request is one send() and one recv()
-of an answer that is already queued: nothing is gained by pipelining.
+Every request is one of pyroute2's messages (ifinfmsg, ifaddrmsg, rtmsg), encoded by
+pyroute2, and every answer is decoded by pyroute2's classes. Why not pyroute2's IPRoute
+around them: it spent 0.4-0.65 ms of Python on every request (pyroute2 0.9's asyncio
+core, request filters) where the kernel needs 20-60 us. The kernel handles an rtnetlink
+request inside sendmsg(), so here a request is one send() and one recv() of an answer
+that is already queued; nothing is gained by an event loop. bench.links 100 x 1 from
+empty (no change): IPRoute 1.69 s (0.71 s); this loop with a struct codec of our own
+0.38 s (0.08 s); with pyroute2's codec 0.50 s (0.155 s).
+
+pyroute2's codec is the cost that is left: it encodes a link request in 18-120 us, an
+address or a route in 30-36 us, where struct took 2-10 us, and up to twice that in the
+middle of an apply (a long code path, evicted from the CPU caches by the kernel's work
+in between). Hence fewer requests: a new bridge or veth is asked for with NLM_F_ECHO,
+and the kernel's answer gives its index (and a veth's peer's), where each was a lookup.
+
+What is ours and not pyroute2's, and why:
+- Framing: a struct read of each answer's nlmsghdr, and of an ack's error code, as
+  pyroute2's Marshal itself does; pyroute2's nlmsgerr decodes an ack that carries an
+  error, for the kernel's extended ack text. (We do not ask for NETLINK_CAP_ACK: the
+  error ack then carries our request before the text, which is the shape nlmsgerr
+  reads.)
+- Which attributes of an answer are decoded (`_Only`): pyroute2 makes an object for
+  each of a link's ~40 attributes, read or not (~85 us a link; ~200 with a VXLAN's and
+  a bridge port's nested data). Our subclasses of pyroute2's classes step over those we
+  never read and give pyroute2 those we do, which its classes decode lazily as ever:
+  30-95 us a link.
+- Request subclasses with dict's get (`_LinkRequest`), see there.
 
 Only agent.ipr uses this module. Errors are NetlinkError(errno, the kernel's extended
 ack text or ""); agent.ipr turns them into LinkErrors.
@@ -15,94 +36,62 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import ipaddress
 import socket
 import struct
-from typing import Final, NamedTuple
+import types
+from typing import Any, ClassVar, Final, NamedTuple
+
+from pyroute2 import netlink
+from pyroute2.netlink import rtnl
+from pyroute2.netlink.rtnl.ifaddrmsg import IFA_F_NODAD as _IFA_F_NODAD
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ifinfmsg import IFF_UP as _IFF_UP
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.ifinfmsg.plugins.vxlan import vxlan as vxlan_data
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 NETLINK_ROUTE: Final = 0
-SOL_NETLINK: Final = 270
-NETLINK_CAP_ACK: Final = 10
-NETLINK_EXT_ACK: Final = 11
-NETLINK_GET_STRICT_CHK: Final = 12
+SOL_NETLINK: Final[int] = netlink.SOL_NETLINK
+NETLINK_EXT_ACK: Final[int] = netlink.NETLINK_EXT_ACK
+NETLINK_GET_STRICT_CHK: Final[int] = netlink.NETLINK_GET_STRICT_CHK
 
-NLM_F_REQUEST: Final = 0x1
-NLM_F_MULTI: Final = 0x2
-NLM_F_ACK: Final = 0x4
-NLM_F_DUMP_INTR: Final = 0x10
-NLM_F_DUMP: Final = 0x300
-NLM_F_REPLACE: Final = 0x100
-NLM_F_EXCL: Final = 0x200
-NLM_F_CREATE: Final = 0x400
+NLM_F_REQUEST: Final[int] = netlink.NLM_F_REQUEST
+NLM_F_MULTI: Final[int] = netlink.NLM_F_MULTI
+NLM_F_ACK: Final[int] = netlink.NLM_F_ACK
+NLM_F_ECHO: Final[int] = netlink.NLM_F_ECHO
+NLM_F_DUMP_INTR: Final[int] = netlink.NLM_F_DUMP_INTR
+NLM_F_DUMP: Final[int] = netlink.NLM_F_DUMP
+NLM_F_REPLACE: Final[int] = netlink.NLM_F_REPLACE
+NLM_F_EXCL: Final[int] = netlink.NLM_F_EXCL
+NLM_F_CREATE: Final[int] = netlink.NLM_F_CREATE
 CREATE: Final = NLM_F_CREATE | NLM_F_EXCL  # a new object, or EEXIST
-NLM_F_CAPPED: Final = 0x100  # in an ack: our request is left out but for its header
-NLM_F_ACK_TLVS: Final = 0x200  # in an ack: attributes (the kernel's reason) follow
-NLMSG_ERROR: Final = 2
-NLMSG_DONE: Final = 3
-NLMSGERR_ATTR_MSG: Final = 1
-NLA_F_NESTED: Final = 0x8000
-NLA_TYPE_MASK: Final = 0x3FFF
+NLMSG_ERROR: Final[int] = netlink.NLMSG_ERROR
+NLMSG_DONE: Final[int] = netlink.NLMSG_DONE
 
-RTM_NEWLINK: Final = 16
-RTM_DELLINK: Final = 17
-RTM_GETLINK: Final = 18
-RTM_NEWADDR: Final = 20
-RTM_DELADDR: Final = 21
-RTM_GETADDR: Final = 22
-RTM_NEWROUTE: Final = 24
-RTM_DELROUTE: Final = 25
-RTM_GETROUTE: Final = 26
-
-IFLA_ADDRESS: Final = 1
-IFLA_IFNAME: Final = 3
-IFLA_MTU: Final = 4
-IFLA_LINK: Final = 5
-IFLA_MASTER: Final = 10
-IFLA_LINKINFO: Final = 18
-IFLA_AF_SPEC: Final = 26
-IFLA_GROUP: Final = 27
-IFLA_NET_NS_FD: Final = 28
-IFLA_EXT_MASK: Final = 29
-IFLA_INFO_KIND: Final = 1
-IFLA_INFO_DATA: Final = 2
-IFLA_INFO_SLAVE_KIND: Final = 4
-IFLA_INFO_SLAVE_DATA: Final = 5
-VETH_INFO_PEER: Final = 1
-IFLA_VXLAN_ID: Final = 1
-IFLA_VXLAN_LOCAL: Final = 4
-IFLA_VXLAN_TTL: Final = 5
-IFLA_VXLAN_LEARNING: Final = 7
-IFLA_VXLAN_PORT: Final = 15
-IFLA_VXLAN_LOCAL6: Final = 17
-IFLA_BR_STP_STATE: Final = 5
-IFLA_BR_MCAST_SNOOPING: Final = 23
-IFLA_BRPORT_LEARNING: Final = 8
-IFLA_BRPORT_NEIGH_SUPPRESS: Final = 32
-IFLA_INET6_ADDR_GEN_MODE: Final = 8
-IN6_ADDR_GEN_MODE_NONE: Final = 1
-IFF_UP: Final = 0x1
+RTM_NEWLINK: Final[int] = rtnl.RTM_NEWLINK
+RTM_DELLINK: Final[int] = rtnl.RTM_DELLINK
+RTM_GETLINK: Final[int] = rtnl.RTM_GETLINK
+RTM_NEWADDR: Final[int] = rtnl.RTM_NEWADDR
+RTM_DELADDR: Final[int] = rtnl.RTM_DELADDR
+RTM_GETADDR: Final[int] = rtnl.RTM_GETADDR
+RTM_NEWROUTE: Final[int] = rtnl.RTM_NEWROUTE
+RTM_DELROUTE: Final[int] = rtnl.RTM_DELROUTE
+RTM_GETROUTE: Final[int] = rtnl.RTM_GETROUTE
+RTN_UNICAST: Final[int] = rtnl.rt_type["unicast"]
+RTN_BLACKHOLE: Final[int] = rtnl.rt_type["blackhole"]
+RT_SCOPE_UNIVERSE: Final[int] = rtnl.rt_scope["universe"]
+RT_SCOPE_NOWHERE: Final[int] = rtnl.rt_scope["nowhere"]  # in a delete: any scope
+IFF_UP: Final[int] = _IFF_UP
+IFA_F_NODAD: Final[int] = _IFA_F_NODAD
+IN6_ADDR_GEN_MODE_NONE: Final = 1  # neither is in pyroute2
 RTEXT_FILTER_SKIP_STATS: Final = 8  # link dumps without the counters: a third the size
-IFA_ADDRESS: Final = 1
-IFA_LOCAL: Final = 2
-IFA_BROADCAST: Final = 4
-IFA_F_NODAD: Final = 0x02
-RTA_DST: Final = 1
-RTA_OIF: Final = 4
-RTA_GATEWAY: Final = 5
-RTA_TABLE: Final = 15
-RTN_UNICAST: Final = 1
-RTN_BLACKHOLE: Final = 6
-RT_SCOPE_UNIVERSE: Final = 0
-RT_SCOPE_NOWHERE: Final = 255  # in a delete: whatever the route's scope
 
 HEADER: Final = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, seq, pid
-IFINFO: Final = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
-IFADDR: Final = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope, index
-RTMSG: Final = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst_len, src_len, tos, table,
-#                                             protocol, scope, type, flags
-NLA: Final = struct.Struct("=HH")
-U32: Final = struct.Struct("=I")
-ERROR: Final = struct.Struct("=i")
+ERROR: Final = struct.Struct("=i")  # nlmsgerr's error code, after the header
+NLA: Final = struct.Struct("=HH")  # an attribute's length and type
+NLA_TYPE_MASK: Final = 0x3FFF
 BUFFER: Final = 1 << 16  # a dump part is at most 32 KiB; one answer never more than that
 
 
@@ -116,10 +105,58 @@ class NetlinkError(Exception):
         self.detail = detail
 
 
+class _LinkRequest(ifinfmsg):  # type: ignore[misc]  # pyroute2 has no type hints
+    """pyroute2's message, encoded by pyroute2, with dict's get: pyroute2's encoder asks
+    msg.get(field) for each field of the fixed part, and nlmsg's get looks for an
+    attribute of that name first (name mangling, a scan of the attributes, per field).
+    A request's fields are plain keys, so dict.get gives the same answer, 8-18 us sooner
+    a message (of 25-130)."""
+
+    __slots__ = ()
+    get = dict.get
+
+
+class _AddrRequest(ifaddrmsg):  # type: ignore[misc]
+    __slots__ = ()
+    get = dict.get
+
+
+class _RouteRequest(rtmsg):  # type: ignore[misc]
+    __slots__ = ()
+    get = dict.get
+
+
+class Request:
+    """A request: one of pyroute2's message classes, its fields and attributes (pyroute2's
+    names and values, nested ones as {"attrs": [...]}). Encoded afresh for each send, as
+    pyroute2 changes a message it encodes (a dump is asked for again when interrupted)."""
+
+    __slots__ = ("attrs", "fields", "kind")
+
+    def __init__(self, kind: Any, fields: dict[str, int], attrs: list[tuple[str, Any]]
+                 ) -> None:
+        self.kind = kind
+        self.fields = fields
+        self.attrs = attrs
+
+    def message(self, kind: int, flags: int, seq: int) -> Any:
+        msg = self.kind()
+        for name, value in self.fields.items():
+            msg[name] = value
+        msg["attrs"] = list(self.attrs)
+        msg["header"] = {"type": kind, "flags": flags, "sequence_number": seq, "pid": 0}
+        return msg
+
+    def encode(self, kind: int, flags: int, seq: int = 0) -> bytes:
+        msg = self.message(kind, flags, seq)
+        msg.encode()
+        return bytes(msg.data)
+
+
 class Socket:
     """A NETLINK_ROUTE socket, in whatever namespace `sock` was made in. Requests one
     at a time; an answer with another sequence number (left behind by a request that
-    was interrupted) is skipped."""
+    was interrupted) is skipped. Answers are whole messages, header included."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -127,8 +164,10 @@ class Socket:
         self.broken = False  # a request's answers were not all read: open another socket
         self.buffer = bytearray(BUFFER)
         try:
-            sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)  # acks without our request
-            sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)  # the kernel's reason text
+            # The kernel's reason text. Not NETLINK_CAP_ACK: an error ack then carries
+            # our request before the text, which is the shape pyroute2's nlmsgerr reads
+            # (an ack without an error never carries the request).
+            sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
             # Dumps filtered by the kernel (routes by protocol, addresses by link);
             # before Linux 4.20 it is not there and we filter what comes anyway.
             with contextlib.suppress(OSError):
@@ -146,38 +185,43 @@ class Socket:
     def close(self) -> None:
         self.sock.close()
 
-    def ack(self, kind: int, flags: int, body: bytes) -> None:
-        """A change: returns once the kernel has acknowledged it."""
-        self._send(kind, flags | NLM_F_ACK, body)
-        self._answers(dump=False)
+    def ack(self, kind: int, flags: int, request: Request, *, echo: bool = False
+            ) -> list[bytes]:
+        """A change: returns once the kernel has acknowledged it. With `echo`, also what
+        the kernel made, as it tells its listeners (a new link, its index with it), for
+        a link made in the socket's own namespace by a kernel that echoes RTM_NEWLINK
+        (this one, 6.18, does); [] otherwise. Not for a link made in another namespace:
+        its echo is sent there, to whichever socket has our port id."""
+        self._send(kind, flags | NLM_F_ACK | (NLM_F_ECHO if echo else 0), request)
+        return [message for _, message in self._answers(to_the_end=True)]
 
-    def get(self, kind: int, body: bytes) -> bytes:
-        """One object's answer, as its payload."""
-        self._send(kind, 0, body)
-        answers = self._answers(dump=False)
+    def get(self, kind: int, request: Request) -> bytes:
+        """One object's answer."""
+        self._send(kind, 0, request)
+        answers = self._answers(to_the_end=False)
         if not answers:
             raise NetlinkError(errno.ENODATA, "no answer")
         return answers[0][1]
 
-    def dump(self, kind: int, body: bytes) -> list[bytes]:
-        """Every object of a dump, as payloads. A dump the kernel marks inconsistent
-        (something changed while it ran) is asked for again."""
+    def dump(self, kind: int, request: Request) -> list[bytes]:
+        """Every object of a dump. A dump the kernel marks inconsistent (something
+        changed while it ran) is asked for again."""
         for _ in range(5):
-            self._send(kind, NLM_F_DUMP, body)
-            answers = self._answers(dump=True)
+            self._send(kind, NLM_F_DUMP, request)
+            answers = self._answers(to_the_end=True)
             if not any(flags & NLM_F_DUMP_INTR for flags, _ in answers):
                 break
-        return [payload for _, payload in answers]
+        return [message for _, message in answers]
 
-    def _send(self, kind: int, flags: int, body: bytes) -> None:
+    def _send(self, kind: int, flags: int, request: Request) -> None:
         self.seq = self.seq % 0xFFFFFFFF + 1
         self.broken = True  # until its last answer is read
-        self.sock.send(HEADER.pack(HEADER.size + len(body), kind, flags | NLM_F_REQUEST,
-                                   self.seq, 0) + body)
+        self.sock.send(request.encode(kind, flags | NLM_F_REQUEST, self.seq))
 
-    def _answers(self, *, dump: bool) -> list[tuple[int, bytes]]:
-        """(flags, payload) of each answer to the last request; NetlinkError when the
-        kernel refused it."""
+    def _answers(self, *, to_the_end: bool) -> list[tuple[int, bytes]]:
+        """(flags, message) of each answer to the last request, up to its NLMSG_DONE or
+        ack when `to_the_end`, else up to the first that is not part of a dump;
+        NetlinkError when the kernel refused the request."""
         answers: list[tuple[int, bytes]] = []
         while True:
             size = self.sock.recv_into(self.buffer)
@@ -185,210 +229,279 @@ class Socket:
             offset = 0
             while offset + HEADER.size <= size:
                 length, kind, flags, seq, _ = HEADER.unpack_from(data, offset)
-                payload = data[offset + HEADER.size:offset + length]
+                message = data[offset:offset + length]
                 offset += (length + 3) & ~3
                 if seq != self.seq:
                     continue
                 if kind in (NLMSG_ERROR, NLMSG_DONE):
                     self.broken = False
-                    code = -ERROR.unpack_from(payload)[0] if len(payload) >= ERROR.size else 0
+                    code = (-ERROR.unpack_from(message, HEADER.size)[0]
+                            if len(message) >= HEADER.size + ERROR.size else 0)
                     if code > 0:
-                        raise NetlinkError(code, ack_text(payload, flags))
+                        raise NetlinkError(code, ack_text(message))
                     return answers
-                answers.append((flags, payload))
-                if not dump and not flags & NLM_F_MULTI:
+                answers.append((flags, message))
+                if not to_the_end and not flags & NLM_F_MULTI:
                     self.broken = False
                     return answers
 
 
-def ack_text(payload: bytes, flags: int) -> str:
-    """The extended ack's message: after the error code and our request (its header
-    alone when the kernel capped it, as NETLINK_CAP_ACK asks)."""
-    if not flags & NLM_F_ACK_TLVS or len(payload) < ERROR.size + HEADER.size:
+def ack_text(message: bytes) -> str:
+    """The extended ack's message of an error ack (or of a dump's NLMSG_DONE), as
+    pyroute2's nlmsgerr reads it; "" when the kernel gave none."""
+    ack = netlink.nlmsgerr(message)
+    try:
+        ack.decode()
+    except Exception:  # pyroute2's decode errors have no common base but Exception
         return ""
-    ours = HEADER.size if flags & NLM_F_CAPPED else HEADER.unpack_from(payload, ERROR.size)[0]
-    text = attrs(payload, ERROR.size + ((ours + 3) & ~3)).get(NLMSGERR_ATTR_MSG, b"")
-    return " ".join(text.rstrip(b"\0").decode(errors="replace").split())
-
-
-# --- attributes ----------------------------------------------------------------------
-
-
-def attrs(data: bytes, offset: int = 0, wanted: frozenset[int] | None = None
-          ) -> dict[int, bytes]:
-    """The attributes from `offset` on (only those of the `wanted` types: a link has
-    fifty, of which we read a few), by type; the last of a type repeated wins."""
-    found: dict[int, bytes] = {}
-    end, unpack = len(data), NLA.unpack_from
-    while offset + NLA.size <= end:
-        length, kind = unpack(data, offset)
-        if length < NLA.size:
-            break
-        kind &= NLA_TYPE_MASK
-        if wanted is None or kind in wanted:
-            found[kind] = data[offset + NLA.size:offset + length]
-        offset += (length + 3) & ~3
-    return found
-
-
-def attr(kind: int, value: bytes) -> bytes:
-    length = NLA.size + len(value)
-    return NLA.pack(length, kind) + value + b"\0" * (-length % 4)
-
-
-def nest(kind: int, *parts: bytes) -> bytes:
-    return attr(kind | NLA_F_NESTED, b"".join(parts))
-
-
-def u8(kind: int, value: int) -> bytes:
-    return attr(kind, bytes((value,)))
-
-
-def u32(kind: int, value: int) -> bytes:
-    return attr(kind, U32.pack(value))
-
-
-def text(kind: int, value: str) -> bytes:
-    return attr(kind, value.encode() + b"\0")
-
-
-def get_u32(found: dict[int, bytes], kind: int) -> int | None:
-    value = found.get(kind)
-    return None if value is None or len(value) < 4 else int(U32.unpack_from(value)[0])
-
-
-def get_u8(found: dict[int, bytes], kind: int) -> int | None:
-    value = found.get(kind)
-    return None if not value else value[0]
-
-
-def get_text(found: dict[int, bytes], kind: int) -> str | None:
-    value = found.get(kind)
-    return None if value is None else value.split(b"\0", 1)[0].decode()
-
-
-def get_ip(found: dict[int, bytes], kind: int) -> str | None:
-    value = found.get(kind)
-    return None if value is None else str(ipaddress.ip_address(value))
-
-
-def mac_text(value: bytes) -> str:
-    return ":".join(f"{byte:02x}" for byte in value)
-
-
-def mac_bytes(value: str) -> bytes:
-    return bytes(int(part, 16) for part in value.split(":"))
+    text = ack.get_attr("NLMSGERR_ATTR_MSG")
+    return " ".join(text.split()) if isinstance(text, str) else ""
 
 
 # --- requests ------------------------------------------------------------------------
 
 
-def ifinfo(*, index: int = 0, up: bool | None = None) -> bytes:
+def _link(attrs: list[tuple[str, Any]], *, index: int = 0, up: bool | None = None
+          ) -> Request:
     """An ifinfomsg; `up` changes IFF_UP (None: leaves it as it is)."""
-    change = 0 if up is None else IFF_UP
-    return IFINFO.pack(0, 0, index, IFF_UP if up else 0, change)
+    fields = {"index": index}
+    if up is not None:
+        fields.update(flags=IFF_UP if up else 0, change=IFF_UP)
+    return Request(_LinkRequest, fields, attrs)
 
 
-def named(name: str, *, up: bool | None = None) -> bytes:
-    """A link request that names its link: the kernel looks it up by name."""
-    return ifinfo(up=up) + text(IFLA_IFNAME, name)
+def named(name: str, *, up: bool | None = None, mtu: int | None = None,
+          mac: str | None = None, master: int | None = None, group: int | None = None
+          ) -> Request:
+    """A link request that names its link (the kernel looks it up by name), with what
+    it changes: IFF_UP, MTU, MAC, master (an index), group."""
+    attrs: list[tuple[str, Any]] = [("IFLA_IFNAME", name)]
+    for attr, value in (("IFLA_MTU", mtu), ("IFLA_ADDRESS", mac), ("IFLA_MASTER", master),
+                        ("IFLA_GROUP", group)):
+        if value is not None:
+            attrs.append((attr, value))
+    return _link(attrs, up=up)
 
 
-def linkinfo(kind: str, *data: bytes) -> bytes:
-    return nest(IFLA_LINKINFO, text(IFLA_INFO_KIND, kind), nest(IFLA_INFO_DATA, *data))
+def group(number: int) -> Request:
+    """Every link of group `number` (a delete of them all)."""
+    return _link([("IFLA_GROUP", number)])
 
 
-def veth(name: str, peer: str, peer_netns_fd: int) -> bytes:
-    theirs = ifinfo() + text(IFLA_IFNAME, peer) + u32(IFLA_NET_NS_FD, peer_netns_fd)
-    return named(name) + linkinfo("veth", attr(VETH_INFO_PEER, theirs))
+def _linkinfo(kind: str, *data: tuple[str, Any]) -> tuple[str, Any]:
+    return ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", kind),
+                                        ("IFLA_INFO_DATA", {"attrs": list(data)})]})
 
 
-def bridge(name: str, *, mac: str | None = None, up: bool = False) -> bytes:
+def veth(name: str, peer: str, peer_netns_fd: int) -> Request:
+    theirs = {"attrs": [("IFLA_IFNAME", peer), ("IFLA_NET_NS_FD", peer_netns_fd)]}
+    return _link([("IFLA_IFNAME", name), _linkinfo("veth", ("VETH_INFO_PEER", theirs))])
+
+
+def bridge(name: str, *, mac: str | None = None, up: bool = False) -> Request:
     """No STP (a bridge per segment, no loops) and no multicast snooping; the kernel
     sets the MAC before it brings the bridge up."""
-    return (named(name, up=up or None)
-            + (attr(IFLA_ADDRESS, mac_bytes(mac)) if mac is not None else b"")
-            + linkinfo("bridge", u32(IFLA_BR_STP_STATE, 0), u8(IFLA_BR_MCAST_SNOOPING, 0)))
+    attrs: list[tuple[str, Any]] = [("IFLA_IFNAME", name)]
+    if mac is not None:
+        attrs.append(("IFLA_ADDRESS", mac))
+    attrs.append(_linkinfo("bridge", ("IFLA_BR_STP_STATE", 0), ("IFLA_BR_MCAST_SNOOPING", 0)))
+    return _link(attrs, up=up or None)
 
 
-def bridge_options(name: str, *, mcast_snooping: bool) -> bytes:
-    return named(name) + linkinfo("bridge", u8(IFLA_BR_MCAST_SNOOPING, int(mcast_snooping)))
+def bridge_options(name: str, *, mcast_snooping: bool) -> Request:
+    return _link([("IFLA_IFNAME", name),
+                  _linkinfo("bridge", ("IFLA_BR_MCAST_SNOOPING", int(mcast_snooping)))])
 
 
 def vxlan(name: str, *, vni: int, local: str, port: int, learning: bool, ttl: int,
-          mtu: int, netns_fd: int) -> bytes:
-    address = ipaddress.ip_address(local)
-    return named(name) + u32(IFLA_MTU, mtu) + u32(IFLA_NET_NS_FD, netns_fd) + linkinfo(
-        "vxlan", u32(IFLA_VXLAN_ID, vni),
-        attr(IFLA_VXLAN_LOCAL if address.version == 4 else IFLA_VXLAN_LOCAL6, address.packed),
-        attr(IFLA_VXLAN_PORT, port.to_bytes(2, "big")), u8(IFLA_VXLAN_LEARNING, int(learning)),
-        u8(IFLA_VXLAN_TTL, ttl))
+          mtu: int, netns_fd: int, master: int | None = None) -> Request:
+    """Made in the namespace of `netns_fd`, enslaved to `master` there when given."""
+    six = ipaddress.ip_address(local).version == 6
+    attrs: list[tuple[str, Any]] = [
+        ("IFLA_IFNAME", name), ("IFLA_MTU", mtu), ("IFLA_NET_NS_FD", netns_fd),
+        _linkinfo("vxlan", ("IFLA_VXLAN_ID", vni),
+                  ("IFLA_VXLAN_LOCAL6" if six else "IFLA_VXLAN_LOCAL", local),
+                  ("IFLA_VXLAN_PORT", port), ("IFLA_VXLAN_LEARNING", int(learning)),
+                  ("IFLA_VXLAN_TTL", ttl))]
+    if master is not None:
+        attrs.append(("IFLA_MASTER", master))
+    return _link(attrs)
 
 
-def addrgenmode_none(name: str) -> bytes:
+def addrgenmode_none(name: str) -> Request:
     """No IPv6 link-local address of the kernel's making on this link."""
-    return named(name) + nest(IFLA_AF_SPEC, nest(socket.AF_INET6, u8(
-        IFLA_INET6_ADDR_GEN_MODE, IN6_ADDR_GEN_MODE_NONE)))
+    inet6 = {"attrs": [("IFLA_INET6_ADDR_GEN_MODE", IN6_ADDR_GEN_MODE_NONE)]}
+    return _link([("IFLA_IFNAME", name),
+                  ("IFLA_AF_SPEC", {"attrs": [("AF_INET6", inet6)]})])
 
 
 def bridge_port(name: str, *, learning: bool, neigh_suppress: bool,
-                up: bool | None = None) -> bytes:
-    return named(name, up=up) + nest(IFLA_LINKINFO, text(IFLA_INFO_SLAVE_KIND, "bridge"), nest(
-        IFLA_INFO_SLAVE_DATA, u8(IFLA_BRPORT_LEARNING, int(learning)),
-        u8(IFLA_BRPORT_NEIGH_SUPPRESS, int(neigh_suppress))))
+                up: bool | None = None) -> Request:
+    port = {"attrs": [("IFLA_BRPORT_LEARNING", int(learning)),
+                      ("IFLA_BRPORT_NEIGH_SUPPRESS", int(neigh_suppress))]}
+    return _link([("IFLA_IFNAME", name), (
+        "IFLA_LINKINFO", {"attrs": [("IFLA_INFO_SLAVE_KIND", "bridge"),
+                                    ("IFLA_INFO_SLAVE_DATA", port)]})], up=up)
 
 
-def link_dump() -> bytes:
-    return ifinfo() + u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)
+def link_dump() -> Request:
+    return _link([("IFLA_EXT_MASK", RTEXT_FILTER_SKIP_STATS)])
 
 
-def link_get(*, name: str | None = None, index: int = 0) -> bytes:
-    return (ifinfo(index=index) + (text(IFLA_IFNAME, name) if name is not None else b"")
-            + u32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS))
+def link_get(*, name: str | None = None, index: int = 0) -> Request:
+    """One link (its counters too: asking to skip them costs more to encode than they
+    cost the kernel to fill)."""
+    return _link([] if name is None else [("IFLA_IFNAME", name)], index=index)
 
 
-def addr_dump(index: int = 0) -> bytes:
+def addr_dump(index: int = 0) -> Request:
     """Every address of the namespace, or of link `index` (the kernel filters when
     strict checking is on; the caller filters again)."""
-    return IFADDR.pack(socket.AF_UNSPEC, 0, 0, 0, index)
+    return Request(_AddrRequest, {"family": socket.AF_UNSPEC, "index": index}, [])
 
 
 def addr(index: int, address: str, prefixlen: int, *, flags: int = 0,
-         broadcast: str | None = None) -> bytes:
-    ip = ipaddress.ip_address(address)
-    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-    return (IFADDR.pack(family, prefixlen, flags, RT_SCOPE_UNIVERSE, index)
-            + attr(IFA_LOCAL, ip.packed) + attr(IFA_ADDRESS, ip.packed)
-            + (attr(IFA_BROADCAST, ipaddress.ip_address(broadcast).packed)
-               if broadcast is not None else b""))
+         broadcast: str | None = None) -> Request:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    attrs = [("IFA_LOCAL", address), ("IFA_ADDRESS", address)]
+    if broadcast is not None:
+        attrs.append(("IFA_BROADCAST", broadcast))
+    return Request(_AddrRequest, {"family": family, "prefixlen": prefixlen, "flags": flags,
+                               "scope": RT_SCOPE_UNIVERSE, "index": index}, attrs)
 
 
-def route_dump(family: int, protocol: int) -> bytes:
+def route_dump(family: int, protocol: int) -> Request:
     """Routes of one family; only those of `protocol` when the kernel filters."""
-    return RTMSG.pack(family, 0, 0, 0, 0, protocol, 0, 0, 0)
+    return Request(_RouteRequest, {"family": family, "proto": protocol}, [])
 
 
 def route(dst: str, *, protocol: int, table: int, kind: int, scope: int,
-          gateway: str | None = None, oif: int | None = None) -> bytes:
+          gateway: str | None = None, oif: int | None = None) -> Request:
     network = ipaddress.ip_network(dst)
-    family = socket.AF_INET6 if network.version == 6 else socket.AF_INET
-    body = RTMSG.pack(family, network.prefixlen, 0, 0, table if table < 256 else 0, protocol,
-                      scope, kind, 0) + u32(RTA_TABLE, table)
+    # rtm_table holds tables up to 255; RTA_TABLE the others (and then wins).
+    attrs: list[tuple[str, Any]] = [] if table < 256 else [("RTA_TABLE", table)]
     if network.prefixlen:
-        body += attr(RTA_DST, network.network_address.packed)
+        attrs.append(("RTA_DST", str(network.network_address)))
     if gateway is not None:
-        body += attr(RTA_GATEWAY, ipaddress.ip_address(gateway).packed)
+        attrs.append(("RTA_GATEWAY", gateway))
     if oif is not None:
-        body += u32(RTA_OIF, oif)
-    return body
+        attrs.append(("RTA_OIF", oif))
+    family = socket.AF_INET6 if network.version == 6 else socket.AF_INET
+    return Request(_RouteRequest, {"family": family, "dst_len": network.prefixlen,
+                           "table": table if table < 256 else 0, "proto": protocol,
+                           "scope": scope, "type": kind}, attrs)
 
 
 # --- answers -------------------------------------------------------------------------
 
 
-def ifindex(payload: bytes) -> int:
-    """The index of an RTM_NEWLINK answer."""
-    return int(IFINFO.unpack_from(payload)[2])
+def _wanted(cls: Any, *names: str, decode_as: dict[str, str] | None = None
+            ) -> dict[int, tuple[str, str]]:
+    """Attribute type -> (name, pyroute2 type) of `names`, as pyroute2 class `cls`
+    declares them (an nla_map entry's position is its type unless it names one);
+    `decode_as` decodes some as another of pyroute2's types."""
+    found: dict[int, tuple[str, str]] = {}
+    for position, entry in enumerate(cls.nla_map):
+        key, name, kind = (entry[:3] if isinstance(entry[0], int)
+                           else (position, entry[0], entry[1]))
+        if name in names:
+            found[key] = (name, (decode_as or {}).get(name, kind))
+    assert len(found) == len(names), f"{cls.__name__} lacks some of {names}"
+    return found
+
+
+class _Only(netlink.nlmsg_base):  # type: ignore[misc]  # pyroute2 has no type hints
+    """pyroute2's decode_nlas, but for the attributes in `only` alone: the others are
+    stepped over, without the object pyroute2 makes for each. Those kept are pyroute2's
+    own NLA classes (found by name on the message class, or by its functions that pick
+    one, as pyroute2 does), in pyroute2's lazy slots: decoded when first read."""
+
+    only: ClassVar[dict[int, tuple[str, str]]] = {}
+
+    def decode_nlas(self, offset: int) -> None:
+        data, end, attrs = self.data, self.offset + self.length, self["attrs"]
+        header, wanted_one = NLA.unpack_from, self.only.get  # locals: ~40 turns a link
+        while offset + 4 <= end:
+            length, kind = header(data, offset)
+            if length < 4:
+                break
+            wanted = wanted_one(kind & NLA_TYPE_MASK)
+            if wanted is not None:
+                cls = getattr(self, wanted[1])
+                if isinstance(cls, types.FunctionType):  # chooses by what came before
+                    cls = cls(self, data=data, offset=offset)
+                attrs.append(netlink.nla_slot(wanted[0], cls(
+                    data=data, offset=offset, length=min(length, end - offset), parent=self)))
+            offset += (length + 3) & ~3
+
+
+class _VxlanData(_Only, vxlan_data):  # type: ignore[misc]
+    only = _wanted(vxlan_data, "IFLA_VXLAN_ID", "IFLA_VXLAN_LOCAL",
+                   "IFLA_VXLAN_LOCAL6", "IFLA_VXLAN_PORT", "IFLA_VXLAN_LEARNING",
+                   "IFLA_VXLAN_TTL")
+
+
+class _BridgeData(_Only, ifinfmsg.ifinfo.bridge_data):  # type: ignore[misc]
+    only = _wanted(ifinfmsg.ifinfo.bridge_data, "IFLA_BR_MCAST_SNOOPING")
+
+
+class _PortData(_Only, ifinfmsg.ifinfo.bridge_slave_data):  # type: ignore[misc]
+    only = _wanted(ifinfmsg.ifinfo.bridge_slave_data, "IFLA_BRPORT_LEARNING",
+                   "IFLA_BRPORT_NEIGH_SUPPRESS")
+
+
+class _LinkInfo(_Only, ifinfmsg.ifinfo):  # type: ignore[misc]
+    only = _wanted(ifinfmsg.ifinfo, "IFLA_INFO_KIND", "IFLA_INFO_DATA", "IFLA_INFO_SLAVE_KIND",
+                   "IFLA_INFO_SLAVE_DATA")
+    data_map: ClassVar[dict[str, Any]] = {"vxlan": _VxlanData, "bridge": _BridgeData}
+    bridge_slave_data = _PortData
+
+
+class _Link(_Only, ifinfmsg):  # type: ignore[misc]
+    # IFLA_ADDRESS as `ip link` shows it, of whatever length: pyroute2's l2addr reads 6
+    # bytes, also of a tunnel's 4.
+    only = _wanted(ifinfmsg, "IFLA_ADDRESS", "IFLA_IFNAME", "IFLA_MTU", "IFLA_LINK",
+                   "IFLA_MASTER", "IFLA_LINKINFO", "IFLA_GROUP",
+                   decode_as={"IFLA_ADDRESS": "hex"})
+    ifinfo = _LinkInfo
+
+
+class _Index(_Only, ifinfmsg):  # type: ignore[misc]
+    """The fixed part, and the link's IFLA_LINK (a veth's peer index)."""
+
+    only = _wanted(ifinfmsg, "IFLA_LINK")
+
+
+class _Addr(_Only, ifaddrmsg):  # type: ignore[misc]
+    only = _wanted(ifaddrmsg, "IFA_ADDRESS", "IFA_LOCAL")
+
+
+class _Route(_Only, rtmsg):  # type: ignore[misc]
+    only = _wanted(rtmsg, "RTA_DST", "RTA_OIF", "RTA_GATEWAY", "RTA_TABLE")
+
+
+def _decoded(cls: Any, message: bytes) -> Any:
+    msg = cls(message)
+    msg.decode()
+    return msg
+
+
+def _values(msg: Any) -> dict[str, Any]:
+    """The attributes of a decoded message or NLA by name (the last of a name repeated
+    wins), each decoded now; {} for None."""
+    return {} if msg is None else {slot.name: slot.value for slot in msg["attrs"]}
+
+
+def _slots(msg: Any) -> dict[str, Any]:
+    """pyroute2's slots by name: an attribute is decoded when its `.value` is read."""
+    return {slot.name: slot for slot in msg["attrs"]}
+
+
+def link_indexes(message: bytes) -> tuple[int, int | None]:
+    """The index of an RTM_NEWLINK answer, and its IFLA_LINK (a veth's peer's index,
+    in the peer's namespace)."""
+    msg = _decoded(_Index, message)
+    return int(msg["index"]), _values(msg).get("IFLA_LINK")
 
 
 class LinkAnswer(NamedTuple):
@@ -407,67 +520,64 @@ class LinkAnswer(NamedTuple):
     mcast_snooping: bool | None  # bridges only
 
 
-_LINK_ATTRS: Final = frozenset({IFLA_IFNAME, IFLA_MTU, IFLA_ADDRESS, IFLA_MASTER, IFLA_LINK,
-                                IFLA_GROUP, IFLA_LINKINFO})
-_DATA_ATTRS: Final = frozenset({IFLA_VXLAN_ID, IFLA_VXLAN_LOCAL, IFLA_VXLAN_LOCAL6,
-                                IFLA_VXLAN_PORT, IFLA_VXLAN_LEARNING, IFLA_VXLAN_TTL,
-                                IFLA_BR_MCAST_SNOOPING})  # a VXLAN's, and a bridge's
-_PORT_ATTRS: Final = frozenset({IFLA_BRPORT_LEARNING, IFLA_BRPORT_NEIGH_SUPPRESS})
-
-
-def link_answer(payload: bytes) -> LinkAnswer:
-    _, _, index, flags, _ = IFINFO.unpack_from(payload)
-    found = attrs(payload, IFINFO.size, _LINK_ATTRS)
-    info = attrs(found.get(IFLA_LINKINFO, b""))
-    kind = get_text(info, IFLA_INFO_KIND) or ""
-    data = attrs(info.get(IFLA_INFO_DATA, b""), 0, _DATA_ATTRS)
-    port = (attrs(info[IFLA_INFO_SLAVE_DATA], 0, _PORT_ATTRS)
-            if IFLA_INFO_SLAVE_DATA in info else None)
+def link_answer(message: bytes) -> LinkAnswer:
+    msg = _decoded(_Link, message)
+    found = _values(msg)
+    info = _values(found.get("IFLA_LINKINFO"))
+    kind = info.get("IFLA_INFO_KIND") or ""
+    data = _values(info.get("IFLA_INFO_DATA")) if kind in ("vxlan", "bridge") else {}
+    port = (_values(info.get("IFLA_INFO_SLAVE_DATA"))
+            if info.get("IFLA_INFO_SLAVE_KIND") == "bridge" else None)
     return LinkAnswer(
-        ifindex=index, name=get_text(found, IFLA_IFNAME) or "", up=bool(flags & IFF_UP),
-        mtu=get_u32(found, IFLA_MTU) or 0, mac=mac_text(found.get(IFLA_ADDRESS, b"")),
-        master=get_u32(found, IFLA_MASTER) or 0, link=get_u32(found, IFLA_LINK),
-        group=get_u32(found, IFLA_GROUP), kind=kind,
+        ifindex=msg["index"], name=found.get("IFLA_IFNAME") or "",
+        up=bool(msg["flags"] & IFF_UP), mtu=found.get("IFLA_MTU") or 0,
+        mac=found.get("IFLA_ADDRESS") or "", master=found.get("IFLA_MASTER") or 0,
+        link=found.get("IFLA_LINK"), group=found.get("IFLA_GROUP"), kind=kind,
         vxlan=_vxlan(data) if kind == "vxlan" else None,
-        learning=_flag(port, IFLA_BRPORT_LEARNING),
-        neigh_suppress=_flag(port, IFLA_BRPORT_NEIGH_SUPPRESS),
-        mcast_snooping=_flag(data, IFLA_BR_MCAST_SNOOPING) if kind == "bridge" else None)
+        learning=_flag(port, "IFLA_BRPORT_LEARNING"),
+        neigh_suppress=_flag(port, "IFLA_BRPORT_NEIGH_SUPPRESS"),
+        mcast_snooping=_flag(data, "IFLA_BR_MCAST_SNOOPING") if kind == "bridge" else None)
 
 
 def all_links(sock: Socket) -> list[LinkAnswer]:
-    return [link_answer(payload) for payload in sock.dump(RTM_GETLINK, link_dump())]
+    return [link_answer(message) for message in sock.dump(RTM_GETLINK, link_dump())]
 
 
-def _vxlan(data: dict[int, bytes]) -> tuple[int, str, int, bool, int]:
-    return (get_u32(data, IFLA_VXLAN_ID) or 0,
-            get_ip(data, IFLA_VXLAN_LOCAL) or get_ip(data, IFLA_VXLAN_LOCAL6) or "",
-            int.from_bytes(data.get(IFLA_VXLAN_PORT, b"")[:2], "big"),
-            bool(get_u8(data, IFLA_VXLAN_LEARNING)), get_u8(data, IFLA_VXLAN_TTL) or 0)
+def _vxlan(data: dict[str, Any]) -> tuple[int, str, int, bool, int]:
+    return (data.get("IFLA_VXLAN_ID") or 0,
+            data.get("IFLA_VXLAN_LOCAL") or data.get("IFLA_VXLAN_LOCAL6") or "",
+            data.get("IFLA_VXLAN_PORT") or 0, bool(data.get("IFLA_VXLAN_LEARNING")),
+            data.get("IFLA_VXLAN_TTL") or 0)
 
 
-def _flag(found: dict[int, bytes] | None, kind: int) -> bool | None:
-    value = None if found is None else get_u8(found, kind)
+def _flag(found: dict[str, Any] | None, name: str) -> bool | None:
+    value = None if found is None else found.get(name)
     return None if value is None else bool(value)
 
 
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
-def addresses(payloads: list[bytes]) -> dict[int, list[Interface]]:
+def addresses(messages: list[bytes]) -> dict[int, list[Interface]]:
     """RTM_NEWADDR answers by link index. IFA_LOCAL is the address itself, IFA_ADDRESS
-    the peer's on a point-to-point link."""
+    the peer's on a point-to-point link (and the address itself when there is no
+    IFA_LOCAL, as with IPv6): only the one read is decoded."""
     found: dict[int, list[Interface]] = {}
-    for payload in payloads:
-        _, prefixlen, _, _, index = IFADDR.unpack_from(payload)
-        values = attrs(payload, IFADDR.size, _ADDR_ATTRS)
-        packed = values.get(IFA_LOCAL) or values.get(IFA_ADDRESS)
-        if packed is not None:
-            kind = ipaddress.IPv4Interface if len(packed) == 4 else ipaddress.IPv6Interface
-            found.setdefault(index, []).append(kind((packed, prefixlen)))
+    for message in messages:
+        msg = _decoded(_Addr, message)
+        slots = _slots(msg)
+        slot = slots.get("IFA_LOCAL") or slots.get("IFA_ADDRESS")
+        if slot is not None and isinstance(slot.value, str):
+            found.setdefault(msg["index"], []).append(_interface(slot.value, msg["prefixlen"]))
     return found
 
 
-_ADDR_ATTRS: Final = frozenset({IFA_LOCAL, IFA_ADDRESS})
+@functools.lru_cache(maxsize=4096)
+def _interface(text: str, prefixlen: int) -> Interface:
+    """Cached: the same few addresses are read back on every pass (parsing one is as
+    slow as decoding its message)."""
+    kind = ipaddress.IPv6Interface if ":" in text else ipaddress.IPv4Interface
+    return kind((text, prefixlen))
 
 
 class RouteAnswer(NamedTuple):
@@ -479,9 +589,10 @@ class RouteAnswer(NamedTuple):
     oif: int | None
 
 
-def route_answer(payload: bytes) -> RouteAnswer:
-    family, dst_len, _, _, table, protocol, _, kind, _ = RTMSG.unpack_from(payload)
-    found = attrs(payload, RTMSG.size)
-    dst = get_ip(found, RTA_DST) or ("::" if family == socket.AF_INET6 else "0.0.0.0")
-    return RouteAnswer(f"{dst}/{dst_len}", protocol, get_u32(found, RTA_TABLE) or table, kind,
-                       get_ip(found, RTA_GATEWAY), get_u32(found, RTA_OIF))
+def route_answer(message: bytes) -> RouteAnswer:
+    msg = _decoded(_Route, message)
+    found = _values(msg)
+    dst = found.get("RTA_DST") or ("::" if msg["family"] == socket.AF_INET6 else "0.0.0.0")
+    return RouteAnswer(f"{dst}/{msg['dst_len']}", msg["proto"],
+                       found.get("RTA_TABLE") or msg["table"], msg["type"],
+                       found.get("RTA_GATEWAY"), found.get("RTA_OIF"))
