@@ -28,7 +28,7 @@ from typing import Protocol
 
 from agent.frr import FrrControl, FrrError
 from agent.service_client import Service, ServiceUnreachable
-from agent.status import ObjectStatus
+from agent.status import ARTIFACT, ObjectStatus
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,6 @@ LONG_POLL_S = 25
 RESYNC_S = 300.0
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 60.0
-ARTIFACT = "artifact"  # the report kind of a whole artifact
 
 
 class ArtifactApplier(Protocol):

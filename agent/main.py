@@ -57,10 +57,10 @@ def build_loop(args: argparse.Namespace, service: _Interruptible) -> AgentLoop:
     }
     loop = AgentLoop(service, appliers, long_poll_s=args.long_poll, sleep=service.sleep)
     if args.softgate:
-        from agent.softgate import SoftGateArtifact
+        from agent.softgate import SOFTGATE_JSON, SoftGateArtifact
 
         softgate = SoftGateArtifact.real(args.state_dir)
-        appliers["softgate.json"] = softgate
+        appliers[SOFTGATE_JSON] = softgate
         softgate.start_health_loop(loop.enqueue)
     return loop
 

@@ -34,11 +34,12 @@ from agent.links_apply import LinksApplier
 from agent.netfilter_apply import DomainApplier
 from agent.netfilter_state import RoutingDomain, StateError
 from agent.nft import NftRunner
-from agent.status import ObjectStatus
+from agent.status import ARTIFACT, ObjectStatus
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1
+SOFTGATE_JSON = "softgate.json"
 NFT_PARALLEL = 8
 RECHECK_S = 240.0  # under the agent's resync period (daemon.RESYNC_S)
 LINKS = "links"
@@ -54,8 +55,13 @@ class LinksOutcome:
 
 def apply_links(links: LinksApplier, data: object) -> LinksOutcome:
     result = links.apply_json(data)
-    ready = {s.id for s in result.statuses if s.kind == "domain" and s.state == "ok"}
-    return LinksOutcome(ready, list(result.statuses), set(result.created))
+    return LinksOutcome(ready_namespaces(result.statuses), list(result.statuses),
+                        set(result.created))
+
+
+def ready_namespaces(reports: Iterable[ObjectStatus]) -> set[str]:
+    """The domains whose namespace the links reported in place."""
+    return {s.id for s in reports if s.kind == "domain" and s.state == "ok"}
 
 
 @dataclass(frozen=True)
@@ -146,7 +152,7 @@ class SoftGateArtifact:
         try:
             data = _parse(content)
         except ValueError as exc:
-            return [ObjectStatus("artifact", "softgate.json", "error", str(exc))]
+            return [ObjectStatus(ARTIFACT, SOFTGATE_JSON, "error", str(exc))]
         links = self._links(data["links"])
         reports = list(links.reports)
         with self.lock:
@@ -160,8 +166,7 @@ class SoftGateArtifact:
         dnsmasq) is then applied again too, however recent."""
         recent = self.recent.reports(LINKS, section)
         if recent is not None:
-            ready = {s.id for s in recent if s.kind == "domain" and s.state == "ok"}
-            return LinksOutcome(ready, recent, set())
+            return LinksOutcome(ready_namespaces(recent), recent, set())
         self.recent.clear()
         outcome = apply_links(self.links, section)
         self.recent.record(LINKS, section, outcome.reports)
@@ -170,7 +175,7 @@ class SoftGateArtifact:
     def _netfilter(self, section: Any, links: LinksOutcome) -> list[ObjectStatus]:
         domains = section.get("domains") if isinstance(section, dict) else None
         if not isinstance(domains, list):
-            return [ObjectStatus("artifact", "softgate.json", "error",
+            return [ObjectStatus(ARTIFACT, SOFTGATE_JSON, "error",
                                  "netfilter.domains: expected a list")]
         reports: list[ObjectStatus] = []
         wanted: set[str] = set()
@@ -239,7 +244,7 @@ class SoftGateArtifact:
         try:
             new_state, result = self.dhcp.apply_json(self.dhcp_state, section)
         except DhcpStateError as exc:
-            return [ObjectStatus("artifact", "softgate.json", "error", f"dhcp: {exc}")]
+            return [ObjectStatus(ARTIFACT, SOFTGATE_JSON, "error", f"dhcp: {exc}")]
         self.dhcp_state = new_state
         reports = [ObjectStatus(s.kind, s.id, "ok" if s.ok else "error", s.reason)
                    for s in result.statuses]

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 State = Literal["ok", "error", "pending"]
+# The kind of a report on a whole artifact (softgate.json, frr.conf): the agent's loop
+# sends one for every apply, and an applier uses it when the artifact as such is bad.
+ARTIFACT = "artifact"
 
 
 @dataclass(frozen=True)
