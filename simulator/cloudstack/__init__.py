@@ -1,0 +1,1 @@
+"""A CloudStack management-server stand-in: its API, its extension element, its KVM agent."""
