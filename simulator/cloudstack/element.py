@@ -253,13 +253,13 @@ def save_item(net: Net, nic: Nic, key: str, value: str) -> Json:
 
 def vm_data(nic: Nic, hostname: str, vm_id: int, *, userdata: str | None = None,
             public_key: str = "", password: str | None = None,
-            hypervisor_host: str = "kvm-1") -> list[Json]:
+            hypervisor_host: str = "kvm-1", zone: str = "zone1") -> list[Json]:
     """generateVmData's files, as NEE sends them: user data base64-decoded, null → ""."""
     files: list[tuple[str, str, str]] = []
     if userdata is not None:
         files.append(("userdata", "user_data", userdata))
     files += [("metadata", name, content) for name, content in (
-        ("service-offering", "Small Instance"), ("availability-zone", "zone1"),
+        ("service-offering", "Small Instance"), ("availability-zone", zone),
         ("local-hostname", hostname), ("local-ipv4", nic.ip), ("public-hostname", nic.ip),
         ("public-ipv4", nic.ip), ("instance-id", f"i-2-{vm_id}-VM"), ("vm-id", str(vm_id)),
         ("public-keys", public_key),
@@ -304,9 +304,9 @@ def event_of(command: str, physical_network_details: Mapping[str, str], details:
     return envelope(physical_network_details, details, payload)
 
 
-def _spawn(argv: Sequence[str]) -> tuple[int, str]:
+def _spawn(argv: Sequence[str], entry_point: Path = ENTRY_POINT) -> tuple[int, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("VXGATE_")}
-    done = subprocess.run([str(ENTRY_POINT), *argv], stdin=subprocess.DEVNULL,
+    done = subprocess.run([str(entry_point), *argv], stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                           timeout=RUN_LIMIT_S, check=False)
     return done.returncode, done.stdout.decode("utf-8", "replace").strip()
@@ -325,11 +325,11 @@ def payload_file(command: str, content: str | bytes) -> Iterator[str]:
         os.unlink(path)
 
 
-def run_entry_point(command: str, event: Json | str, timeout: str = TIMEOUT_ARG
-                    ) -> tuple[int, str]:
+def run_entry_point(command: str, event: Json | str, timeout: str = TIMEOUT_ARG, *,
+                    entry_point: Path = ENTRY_POINT) -> tuple[int, str]:
     """(exit code, trimmed output) of one call; `event` as an object, or raw file text."""
     with payload_file(command, event if isinstance(event, str) else gson(event)) as path:
-        return _spawn([command, path, timeout])
+        return _spawn([command, path, timeout], entry_point)
 
 
 def run_legacy(command: str, flags: Sequence[tuple[str, str]],
@@ -373,8 +373,10 @@ class Element:
     with `physicalnetworkname`, as ExtensionHelper reads them for every call.
     """
 
-    def __init__(self, physical_network_details: Mapping[str, str]) -> None:
+    def __init__(self, physical_network_details: Mapping[str, str],
+                 entry_point: Path = ENTRY_POINT) -> None:
         self.physical_network_details = dict(physical_network_details)
+        self.entry_point = entry_point
         self.stored: dict[str, str] = {}
         self.spawns: list[Spawn] = []
 
@@ -409,7 +411,8 @@ class Element:
         scope = _scope(on)
         started = time.monotonic()
         code, output = run_entry_point(command, event_of(
-            command, self.physical_network_details, self.details(scope), payload))
+            command, self.physical_network_details, self.details(scope), payload),
+            entry_point=self.entry_point)
         if code == 0 and _failed_status(output):
             code = -1  # NEE: exit 0 with a JSON status other than success is a failure
         if code == 0 and command in ("shutdown-network", "destroy-network", "shutdown-vpc") \
