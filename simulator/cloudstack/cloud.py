@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from simulator.cloudstack.api import ApiError
+from simulator.cloudstack.api import ApiError, ErrorCode
 from simulator.cloudstack.element import Element, ElementError
 from simulator.cloudstack.model import (
     Database,
@@ -133,10 +133,8 @@ class CloudStackSim:
             if text != network.gateway and text not in taken:
                 network.next_host = int(address) - int(subnet.network_address) + 1
                 return text
-        raise ApiError(533, f"network {network.name} has no free address left")
+        raise ApiError(ErrorCode.INSUFFICIENT_CAPACITY_ERROR,
+                       f"network {network.name} has no free address left")
 
     def free_public_ip(self) -> PublicIp:
-        found = next((ip for ip in self.db.public_ips.sorted() if ip.state == "Free"), None)
-        if found is None:
-            raise ApiError(533, "the zone's public IP range is exhausted")
-        return found
+        return self.orchestrator.free_public_ip()

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from simulator.cloudstack import element as nee
+from simulator.cloudstack.api import ApiError, ErrorCode
 from simulator.cloudstack.element import Element, ElementError, Json, Spawn
 from simulator.cloudstack.model import (
     AclItem,
@@ -122,12 +123,25 @@ class Orchestrator:
         network.broadcast_uri = uri
 
     def source_nat_ip(self, network: Network) -> PublicIp | None:
+        """The network's source NAT address; an isolated network whose offering has
+        SourceNat gets one from the zone's range when it is first implemented."""
         if network.vpc is not None:
             vpc = self.db.vpcs[network.vpc]
             return self.db.public_ips.get(vpc.source_nat_ip) \
                 if vpc.source_nat_ip is not None else None
-        return next((ip for ip in self.db.public_ips.sorted()
-                     if ip.network == network.db_id and ip.source_nat), None)
+        found = next((ip for ip in self.db.public_ips.sorted()
+                      if ip.network == network.db_id and ip.source_nat), None)
+        if found is None and "SourceNat" in self.db.offerings[network.offering].services:
+            found = self.free_public_ip()
+            found.network, found.source_nat, found.state = network.db_id, True, "Allocated"
+        return found
+
+    def free_public_ip(self) -> PublicIp:
+        found = next((ip for ip in self.db.public_ips.sorted() if ip.state == "Free"), None)
+        if found is None:
+            raise ApiError(ErrorCode.INSUFFICIENT_CAPACITY_ERROR,
+                           "the zone's public IP range is exhausted")
+        return found
 
     def reprogram(self, network: Network) -> None:
         """reprogramNetworkRules: IPs, static NAT, firewall, port forwards, LB, ACL."""

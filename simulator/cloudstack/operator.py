@@ -1,0 +1,40 @@
+"""What an operator does once on a CloudStack management server for vxgate: install the
+entry-point in the extensions directory and run `vxgate cloudstack register` (README,
+docs/cloudstack-registration.md), here against the stand-in."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from simulator.cloudstack.element import REPO
+from simulator.cloudstack.server import RunningCloudStack
+
+ENTRY_POINT_FILES = ("vxgate_extension.py", "plugin_legacy.py")
+VXGATE = REPO / ".venv" / "bin" / "vxgate"
+
+
+def install_entry_point(extensions_dir: Path, name: str = "vxgate") -> Path:
+    """`install -m 0755 plugin/*.py <extensions>/<name>/`, as on every management server."""
+    directory = extensions_dir / name
+    directory.mkdir(parents=True, exist_ok=True)
+    for file in ENTRY_POINT_FILES:
+        shutil.copy(REPO / "plugin" / file, directory / file)
+        (directory / file).chmod(0o755)
+    return directory / ENTRY_POINT_FILES[0]
+
+
+def register(cloud: RunningCloudStack, physical_network: str, service_url: str,
+             token_file: Path) -> list[str]:
+    """`vxgate cloudstack register`, with the `cs` client's environment; its lines."""
+    done = subprocess.run(
+        [str(VXGATE), "cloudstack", "register", "--physical-network", physical_network,
+         "--service-url", service_url, "--token-file", str(token_file)],
+        env={**os.environ, **cloud.environment()}, capture_output=True, text=True,
+        timeout=60, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"vxgate cloudstack register: exit {done.returncode}: "
+                           f"{(done.stderr or done.stdout).strip()}")
+    return done.stdout.splitlines()

@@ -1,0 +1,168 @@
+"""The KVM agents of the simulated cloud, with `network.vxlan.mode=evpn`.
+
+On VM start CloudStack's KVM agent (modifyvxlan-evpn.sh) makes, on the VM's host, one
+VXLAN device and one bridge per broadcast URI (no learning, no multicast group, the
+VTEP address from lo, ARP/ND suppression) and plugs the VM's NICs into them. Here a VM
+is a network namespace whose NICs carry the MACs CloudStack allocated; its guest OS is
+a real DHCP client (dhclient), whose script puts the leased address and default route
+on the NIC and records the lease. Live migration moves the host end of each NIC to the
+target host, so the VM keeps its address and MAC and EVPN sees the MAC move.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from simulator.cloudstack.model import Network, Nic, Vm
+from simulator.fabric import Fabric, run
+
+DHCLIENT_CONF = "timeout 60;\nretry 1;\ninitial-interval 1;\nbackoff-cutoff 2;\n"
+# dhclient runs it with the lease in its environment: the address and, on the default
+# NIC, the route go on the NIC; nothing of the host (resolv.conf, hostname) is touched.
+DHCLIENT_SCRIPT = """#!/bin/sh
+case "$reason" in
+BOUND|RENEW|REBIND|REBOOT)
+    ip addr replace "$new_ip_address/{prefix}" dev "$interface"
+    {route}
+    env > "{lease}"
+    ;;
+esac
+exit 0
+"""
+
+
+def segment_commands(vni: int, local: str) -> list[str]:
+    """modifyvxlan-evpn.sh's bridge and VXLAN device for one VNI, as `ip -batch`."""
+    bridge, vxlan = bridge_name(vni), f"vxlan{vni}"
+    return [
+        f"link add {vxlan} type vxlan id {vni} local {local} dstport 4789 nolearning ttl 64",
+        f"link add {bridge} type bridge stp_state 0 mcast_snooping 0",
+        f"link set {vxlan} mtu 1500 master {bridge}",
+        f"link set {vxlan} type bridge_slave learning off neigh_suppress on",
+        f"link set {vxlan} up", f"link set {bridge} up",
+    ]
+
+
+def bridge_name(vni: int) -> str:
+    return f"brvx-{vni}"
+
+
+def vm_node(vm: Vm) -> str:
+    return f"vm{vm.db_id}"
+
+
+@dataclass
+class FabricKvm:
+    """The hypervisors of a running fabric: `vteps` maps each host to its VTEP address."""
+
+    fabric: Fabric
+    vteps: Mapping[str, str]
+    placement: dict[int, str] = field(default_factory=dict)  # VM db id -> host
+    segments: dict[tuple[str, int], set[str]] = field(default_factory=dict)  # -> ports
+    _vm_nodes: set[str] = field(default_factory=set)
+    _dhclients: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def plug(self, vm: Vm, host: str, networks: dict[int, Network]) -> None:
+        node = vm_node(vm)
+        if node not in self._vm_nodes:
+            self.fabric.add_node(node, router=False)
+            self._vm_nodes.add(node)
+        source = self.placement.get(vm.db_id)
+        if source == host:
+            return
+        for nic in vm.nics:
+            vni = int(networks[nic.network].broadcast_uri.partition("://")[2])
+            self._attach(vm, nic, host, vni, source)
+        self.placement[vm.db_id] = host
+        if source is None:
+            for nic in vm.nics:
+                self._start_dhcp(vm, nic)
+
+    def _attach(self, vm: Vm, nic: Nic, host: str, vni: int, source: str | None) -> None:
+        port = port_name(nic)
+        if (host, vni) not in self.segments:
+            self.fabric.ip_batch(host, segment_commands(vni, self.vteps[host]))
+            self.segments[(host, vni)] = set()
+        if source is None:
+            run(["ip", "link", "add", f"eth{nic.device_id}", "netns",
+                 self.fabric.ns(vm_node(vm)), "address", nic.mac, "type", "veth", "peer",
+                 "name", port, "netns", self.fabric.ns(host)])
+            self.fabric.ip(vm_node(vm), "link", "set", f"eth{nic.device_id}", "up")
+        else:
+            self.fabric.ip(source, "link", "set", port, "netns", self.fabric.ns(host))
+            self._leave_segment(source, vni, port)
+        self.fabric.ip(host, "link", "set", port, "master", bridge_name(vni), "up")
+        self.segments[(host, vni)].add(port)
+
+    def unplug(self, vm: Vm, host: str) -> None:
+        """VM stop: its NICs leave the host; the VM's namespace stays, empty."""
+        if self.placement.get(vm.db_id) != host:
+            return
+        self._stop_dhcp(vm)
+        for nic in vm.nics:
+            port = port_name(nic)
+            self.fabric.ip(host, "link", "del", port)
+            for (segment_host, vni), ports in list(self.segments.items()):
+                if segment_host == host and port in ports:
+                    self._leave_segment(host, vni, port)
+        del self.placement[vm.db_id]
+
+    def _leave_segment(self, host: str, vni: int, port: str) -> None:
+        """The last VM gone, the agent removes the bridge and the VXLAN device."""
+        ports = self.segments[(host, vni)]
+        ports.discard(port)
+        if not ports:
+            del self.segments[(host, vni)]
+            self.fabric.ip_batch(host, [f"link del vxlan{vni}", f"link del {bridge_name(vni)}"])
+
+    # --- the guest's DHCP client ----------------------------------------------------
+
+    def lease_file(self, vm: Vm, nic: Nic) -> Path:
+        return self.fabric.node_dir(vm_node(vm)) / f"eth{nic.device_id}.lease"
+
+    def _start_dhcp(self, vm: Vm, nic: Nic) -> None:
+        directory = self.fabric.node_dir(vm_node(vm))
+        directory.mkdir(parents=True, exist_ok=True)
+        interface = f"eth{nic.device_id}"
+        prefix = sum(bin(int(part)).count("1") for part in nic.netmask.split("."))
+        route = 'ip route replace default via "$new_routers" dev "$interface"' \
+            if nic.default else ":"
+        script = directory / f"dhclient-{interface}.sh"
+        script.write_text(DHCLIENT_SCRIPT.format(prefix=prefix, route=route,
+                                                 lease=self.lease_file(vm, nic)))
+        script.chmod(0o755)
+        conf = directory / "dhclient.conf"
+        conf.write_text(DHCLIENT_CONF)
+        self.lease_file(vm, nic).unlink(missing_ok=True)
+        # -1: one attempt (of up to 60 s); after BOUND it stays to renew, and the
+        # fabric's teardown stops it by its pid file.
+        self._dhclients.append(subprocess.Popen(
+            ["ip", "netns", "exec", self.fabric.ns(vm_node(vm)), "dhclient", "-1", "-cf",
+             str(conf), "-sf", str(script), "-pf", str(directory / f"dhclient-{interface}.pid"),
+             "-lf", str(directory / f"dhclient-{interface}.leases"), interface],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True))
+
+    def _stop_dhcp(self, vm: Vm) -> None:
+        directory = self.fabric.node_dir(vm_node(vm))
+        for nic in vm.nics:
+            interface = f"eth{nic.device_id}"
+            pid_file = directory / f"dhclient-{interface}.pid"
+            if pid_file.exists():
+                # dhclient -x releases nothing and exits: the guest shutting down.
+                self.fabric.exec(vm_node(vm), "dhclient", "-x", "-pf", str(pid_file),
+                                 "-cf", str(directory / "dhclient.conf"), interface,
+                                 check=False)
+            self.lease_file(vm, nic).unlink(missing_ok=True)
+        self.reap()
+
+    def reap(self) -> None:
+        """Collect the DHCP clients that have gone to the background or given up."""
+        self._dhclients = [p for p in self._dhclients if p.poll() is None]
+
+
+def port_name(nic: Nic) -> str:
+    return f"vnet{nic.db_id}"
