@@ -24,6 +24,7 @@ from typing import Any
 
 from bench.service import running_service
 from simulator.fabric import Fabric, run, wait_until
+from simulator.kvm import bridge_name, segment_commands
 from simulator.local_service import Request
 
 ZONE, PHYSNET = "1", "200"
@@ -62,6 +63,12 @@ class SmallFabric:
 
 def declare_state(request: Request) -> list[Segment]:
     """Zone, devices and tenants in the service; returns the segments it allocated."""
+    declare_inventory(request)
+    return declare_tenants(request)
+
+
+def declare_inventory(request: Request) -> None:
+    """The operator's part: the zone, its guest physical network and the devices."""
     request("PUT", f"/v1/zones/{ZONE}", {"name": "sim", "rt_asn": RT_ASN})
     request("PUT", f"/v1/physical-networks/{PHYSNET}", {"zone_id": ZONE, "name": "guest"})
     spine_ports = [{"interface": f"to-{node}", "peer_device": node, "peer_interface": "uplink"}
@@ -78,6 +85,10 @@ def declare_state(request: Request) -> list[Segment]:
         if role == "softgate":
             body["upstream_peers"] = [{"address": "198.51.100.1", "remote_asn": UPSTREAM_ASN}]
         request("PUT", f"/v1/devices/{node}", body)
+
+
+def declare_tenants(request: Request) -> list[Segment]:
+    """Networks, a VPC and a public IP, straight through the REST API."""
     request("PUT", "/v1/vpcs/vpc1", {"zone_id": ZONE, "cidr": "10.1.0.0/16",
                                      "physical_network_id": PHYSNET})
     networks = [
@@ -138,8 +149,21 @@ def build(request: Request, agent_service_url: str) -> SmallFabric:
 def _build(small: SmallFabric, request: Request, agent_service_url: str) -> None:
     fabric = small.fabric
     small.configs = {node: rendered_config(request, node) for node in FABRIC_NODES}
-    for node in (*FABRIC_NODES, "up1", "vm1", "vm2", "vm3"):
-        fabric.add_node(node, router=not node.startswith("vm"))
+    for node in ("vm1", "vm2", "vm3"):
+        fabric.add_node(node, router=False)
+    start = build_fabric(fabric, request, agent_service_url, small.timings,
+                         before_daemons=lambda: _hypervisors(small))
+    small.timings["all routes present"] = start_offset(
+        start, lambda: not missing_routes(small))
+
+
+def build_fabric(fabric: Fabric, request: Request, agent_service_url: str,
+                 timings: dict[str, float],
+                 before_daemons: Callable[[], None] = lambda: None) -> float:
+    """The declared devices as namespaces: links, FRR, every node's agent and up1's
+    config; returns when every BGP session is up (the start time, for timings)."""
+    for node in (*FABRIC_NODES, "up1"):
+        fabric.add_node(node)
     for node in FABRIC_NODES:
         fabric.ip(node, "addr", "add", f"{LOOPBACKS[node]}/32", "dev", "lo")
     for node in FABRIC_NODES[1:]:
@@ -148,7 +172,7 @@ def _build(small: SmallFabric, request: Request, agent_service_url: str) -> None
     fabric.ip("sg1", "addr", "add", "198.51.100.0/31", "dev", "wan")
     fabric.ip("up1", "addr", "add", "198.51.100.1/31", "dev", "to-sg1")
     fabric.ip("up1", "addr", "add", f"{INTERNET_HOST}/32", "dev", "lo")
-    _hypervisors(small)
+    before_daemons()
     start = time.monotonic()
     for node in (*FABRIC_NODES, "up1"):
         # sg1's agent makes its routing domains as namespaces: FRR's netns VRF backend.
@@ -160,12 +184,11 @@ def _build(small: SmallFabric, request: Request, agent_service_url: str) -> None
         token = request("POST", f"/v1/devices/{node}/token", None)["token"]
         fabric.start_agent(node, agent_service_url, token, softgate=node == "sg1")
     fabric.load_config("up1", UPSTREAM_CONFIG)
-    small.timings["daemons started and configured"] = time.monotonic() - start
-    small.timings["all sessions established"] = start_offset(
+    timings["daemons started and configured"] = time.monotonic() - start
+    timings["all sessions established"] = start_offset(
         start, lambda: all(sessions_established(fabric, node)
                            for node in (*FABRIC_NODES, "up1")))
-    small.timings["all routes present"] = start_offset(
-        start, lambda: not missing_routes(small))
+    return start
 
 
 def start_offset(start: float, condition: Callable[[], bool]) -> float:
@@ -179,10 +202,13 @@ def _hypervisors(small: SmallFabric) -> None:
     fabric = small.fabric
     net1, tier1 = small.segments[0], small.segments[1]
     placements = {"hv1": [(net1, "vm1", 11), (tier1, "vm3", 13)], "hv2": [(net1, "vm2", 12)]}
+    built: set[tuple[str, int]] = set()
     for hv, vms in placements.items():
         for segment, vm, host in vms:
-            bridge, vxlan = f"brvx-{segment.vni}", f"vxlan{segment.vni}"
-            fabric.ip_batch(hv, _l2vni_commands(bridge, vxlan, segment.vni, LOOPBACKS[hv]))
+            if (hv, segment.vni) not in built:
+                fabric.ip_batch(hv, segment_commands(segment.vni, LOOPBACKS[hv]))
+                built.add((hv, segment.vni))
+            bridge = bridge_name(segment.vni)
             prefix = segment.cidr.rsplit(".", 1)[0]
             _plug_vm(fabric, vm, hv, bridge, f"{prefix}.{host}/24", segment.gateway, host)
 
@@ -195,26 +221,6 @@ def _plug_vm(fabric: Fabric, vm: str, hv: str, bridge: str, address: str, gatewa
     fabric.ip(hv, "link", "set", vm, "master", bridge, "up")
     fabric.ip_batch(vm, [f"addr add {address} dev eth0", "link set eth0 up",
                          f"route add default via {gateway}"])
-
-
-def _l2vni_commands(bridge: str, vxlan: str, vni: int, local: str) -> list[str]:
-    return [_vxlan_add(vxlan, vni, local), *_bridge_commands(bridge, vxlan, suppress=True)]
-
-
-def _vxlan_add(vxlan: str, vni: int, local: str) -> str:
-    # Head-end replication from type-3 routes: no learning, no multicast group.
-    return f"link add {vxlan} type vxlan id {vni} local {local} dstport 4789 nolearning ttl 64"
-
-
-def _bridge_commands(bridge: str, vxlan: str, *, suppress: bool) -> list[str]:
-    """A bridge for one VNI with its VXLAN port; ARP/ND suppression on L2VNIs only."""
-    return [
-        f"link add {bridge} type bridge stp_state 0 mcast_snooping 0",
-        f"link set {vxlan} mtu 1500 master {bridge}",
-        f"link set {vxlan} type bridge_slave learning off"
-        + (" neigh_suppress on" if suppress else ""),
-        f"link set {vxlan} up", f"link set {bridge} up",
-    ]
 
 
 # --- convergence ---------------------------------------------------------------------------

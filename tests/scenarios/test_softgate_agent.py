@@ -18,24 +18,8 @@ from pathlib import Path
 from simulator.evpn_fabric import INTERNET_HOST, SmallFabric
 from simulator.fabric import run, wait_until
 from tests.golden.softgate_cases import DNS, USER_DATA, port_forward, vm
+from tests.scenarios.traffic import FETCH, connect, server_in
 
-# Answers each TCP connection with the peer's address, then closes.
-PEER_SERVER = r"""
-import socket, sys
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(16)
-print("ready", flush=True)
-while True:
-    c, peer = s.accept(); c.sendall(peer[0].encode()); c.close()
-"""
-CONNECT = r"""
-import socket, sys
-try:
-    with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=0.5) as c:
-        print(c.recv(64).decode())
-except OSError as e:
-    print("ERR", e); sys.exit(1)
-"""
 # One A query over UDP; prints the first answer's address, or why there is none.
 RESOLVE = r"""
 import socket, struct, sys
@@ -51,34 +35,12 @@ except OSError as e:
 count, rcode = struct.unpack("!H", answer[6:8])[0], answer[3] & 15
 print(socket.inet_ntoa(answer[-4:]) if count else f"rcode {rcode}")
 """
-FETCH = r"""
-import sys, urllib.request
-print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode(), end="")
-"""
-
-
-@contextmanager
-def server_in(small: SmallFabric, node: str, port: int) -> Iterator[None]:
-    process = subprocess.Popen(["ip", "netns", "exec", small.fabric.ns(node), "python3", "-c",
-                                PEER_SERVER, str(port)], stdout=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None and process.stdout.readline() == "ready\n"
-        yield
-    finally:
-        process.kill()  # our own child, by its handle
-        process.wait()
-
-
-def connect(small: SmallFabric, node: str, address: str, port: int) -> str:
-    done = small.fabric.exec(node, "python3", "-c", CONNECT, address, str(port), check=False)
-    return done.stdout.strip() if done.returncode == 0 else ""
-
-
 def test_vm_reaches_the_internet_through_source_nat(small_fabric: SmallFabric) -> None:
-    with server_in(small_fabric, "up1", 7001):
+    with server_in(small_fabric.fabric, "up1", 7001):
         # The internet host sees the network's source NAT address, not the VM's.
         wait_until("vm1 to reach the internet",
-                   lambda: connect(small_fabric, "vm1", INTERNET_HOST, 7001) == "203.0.113.10",
+                   lambda: connect(small_fabric.fabric, "vm1", INTERNET_HOST, 7001)
+                   == "203.0.113.10",
                    timeout=10)
 
 
@@ -120,23 +82,23 @@ def test_port_forward_opens_with_its_firewall_rule(small_fabric: SmallFabric) ->
     """CloudStack creates a port forward, then (openfirewall) its ingress firewall rule:
     the forward alone lets nothing in; with the rule, traffic flows within a second."""
     request = small_fabric.request
-    with server_in(small_fabric, "vm2", 22):
+    with server_in(small_fabric.fabric, "vm2", 22):
         port_forward(request, "203.0.113.10", "tcp", "2222", "net1", "10.100.0.12", "22")
         wait_until("the port forward to be applied", lambda: applied(small_fabric), timeout=10)
-        assert connect(small_fabric, "up1", "203.0.113.10", 2222) == ""  # firewalled
+        assert connect(small_fabric.fabric, "up1", "203.0.113.10", 2222) == ""  # firewalled
         started = time.monotonic()
         request("PUT", "/v1/networks/net1/firewall", {"default_egress_allow": True, "rules": [
             {"id": 71, "type": "ingress", "protocol": "tcp", "portStart": 2222,
              "publicIp": "203.0.113.10", "sourceCidrs": ["198.51.100.0/24"]}]})
         took = wait_until("the port forward to carry traffic",
-                          lambda: connect(small_fabric, "up1", "203.0.113.10", 2222) != "",
+                          lambda: connect(small_fabric.fabric, "up1", "203.0.113.10", 2222) != "",
                           timeout=10, interval=0.05)
         # Destination NAT only: the VM sees the internet host's own address.
-        assert connect(small_fabric, "up1", "203.0.113.10", 2222) == "198.51.100.1"
+        assert connect(small_fabric.fabric, "up1", "203.0.113.10", 2222) == "198.51.100.1"
         request("PUT", "/v1/networks/net1/firewall", {"default_egress_allow": True,
                                                       "rules": []})
         wait_until("the firewall to close again",
-                   lambda: connect(small_fabric, "up1", "203.0.113.10", 2222) == "",
+                   lambda: connect(small_fabric.fabric, "up1", "203.0.113.10", 2222) == "",
                    timeout=10, interval=0.05)
     print(f"firewall rule created -> traffic flowing: {took:.2f} s "
           f"({time.monotonic() - started:.2f} s to the end of the checks)")

@@ -1,0 +1,129 @@
+"""A whole CloudStack cloud on one machine: the EVPN fabric, the provider service, the
+CloudStack stand-in and its KVM agents, with vxgate registered as an operator does it.
+
+    with running_cloud() as cloud:
+        net = cloud.api.createNetwork(...)          # the real `cs` client
+        vm = cloud.api.deployVirtualMachine(...)    # a namespace on hv1 or hv2, DHCP'd
+
+The service runs under gunicorn (also on a Unix socket, for the agents inside the
+fabric's namespaces); the entry-point is installed in the stand-in's extensions
+directory and spawned for every network event, exactly as NetworkExtensionElement does.
+Everything started is stopped, and every namespace removed, when the block ends.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cs
+
+from bench.service import Service, running_service
+from simulator.cloudstack.cloud import CloudStackSim, Site
+from simulator.cloudstack.model import Vm
+from simulator.cloudstack.operator import install_entry_point, register
+from simulator.cloudstack.server import RunningCloudStack, running_cloudstack
+from simulator.evpn_fabric import LOOPBACKS, build_fabric, declare_inventory
+from simulator.fabric import Fabric, wait_until
+from simulator.kvm import FabricKvm, vm_node
+
+HYPERVISORS = ("hv1", "hv2")
+POLL_INTERVAL_S = 0.05  # the cs client's job polling; CloudStack's UI polls every 3 s
+
+
+@dataclass
+class Cloud:
+    service: Service
+    fabric: Fabric
+    cloudstack: RunningCloudStack
+    kvm: FabricKvm
+    api: cs.CloudStack
+    registration: list[str]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def sim(self) -> CloudStackSim:
+        return self.cloudstack.sim
+
+    def zone(self) -> str:
+        return str(self.api.listZones(fetch_list=True)[0]["id"])
+
+    def offering(self, name: str) -> str:
+        found = self.api.listNetworkOfferings(name=name, fetch_list=True) or \
+            self.api.listVPCOfferings(name=name, fetch_list=True)
+        return str(found[0]["id"])
+
+    def vm(self, uuid: str) -> Vm:
+        found = self.sim.db.vms.by_uuid(uuid)
+        if found is None:
+            raise KeyError(f"no VM {uuid}")
+        return found
+
+    def node(self, vm_uuid: str) -> str:
+        """The fabric node (namespace) of a VM."""
+        return vm_node(self.vm(vm_uuid))
+
+    def lease(self, vm_uuid: str, timeout: float = 30) -> dict[str, str]:
+        """The VM's default NIC's DHCP lease, once its DHCP client has one."""
+        vm = self.vm(vm_uuid)
+        nic = next(n for n in vm.nics if n.default)
+        path = self.kvm.lease_file(vm, nic)
+        wait_until(f"a DHCP lease for {vm.name}", path.exists, timeout=timeout)
+        return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+    def exec(self, vm_uuid: str, *argv: str, timeout: float = 30) -> Any:
+        return self.fabric.exec(self.node(vm_uuid), *argv, check=False, timeout=timeout)
+
+    def spawned(self) -> list[str]:
+        return [s.command for e in self.sim.elements.values() for s in e.spawns]
+
+    def failed_spawns(self) -> list[str]:
+        return [f"{s.command} ({s.scope}): exit {s.code}: {s.output}"
+                for e in self.sim.elements.values() for s in e.spawns if s.code != 0]
+
+
+@contextmanager
+def running_cloud(workers: int = 1) -> Iterator[Cloud]:
+    # A short path: a Unix socket's name is limited to 107 bytes.
+    with tempfile.TemporaryDirectory(prefix="vxsvc") as scratch:
+        socket_path = Path(scratch) / "service.sock"
+        with running_service(workers=workers, unix_socket=socket_path) as service:
+            fabric = Fabric()
+            try:
+                timings: dict[str, float] = {}
+                sim, kvm = _build(service, fabric, f"unix://{socket_path}", timings)
+                with running_cloudstack(sim) as stack:
+                    yield _registered(service, fabric, stack, kvm, timings)
+            finally:
+                fabric.down()
+
+
+def _build(service: Service, fabric: Fabric, agent_service_url: str,
+           timings: dict[str, float]) -> tuple[CloudStackSim, FabricKvm]:
+    """The operator's side: inventory, fabric and agents, the entry-point installed."""
+    start = time.monotonic()
+    declare_inventory(service.ok)
+    build_fabric(fabric, service.ok, agent_service_url, timings)
+    timings["fabric up"] = time.monotonic() - start
+    extensions = fabric.dir / "extensions"
+    install_entry_point(extensions)
+    kvm = FabricKvm(fabric, {hv: LOOPBACKS[hv] for hv in HYPERVISORS})
+    return CloudStackSim(Site(hosts=HYPERVISORS), kvm=kvm, extensions_dir=extensions), kvm
+
+
+def _registered(service: Service, fabric: Fabric, stack: RunningCloudStack, kvm: FabricKvm,
+                timings: dict[str, float]) -> Cloud:
+    token_file = fabric.dir / "admin-token"
+    token_file.touch(mode=0o600)
+    token_file.write_text(service.token)
+    started = time.monotonic()
+    lines = register(stack, "guest", f"http://{service.host}:{service.port}", token_file)
+    timings["vxgate registered"] = time.monotonic() - started
+    api = cs.CloudStack(endpoint=stack.endpoint, key=stack.api_key, secret=stack.secret_key,
+                        fetch_result=True, poll_interval=POLL_INTERVAL_S, method="post")
+    return Cloud(service, fabric, stack, kvm, api, lines, timings)
