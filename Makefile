@@ -1,6 +1,8 @@
 # Thin wrappers around ./quickstart (which needs root).
-.PHONY: run test bench lint clean
+.PHONY: demo run test bench lint clean
 
+demo:
+	./quickstart demo
 run:
 	./quickstart run
 test:

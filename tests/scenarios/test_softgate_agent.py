@@ -17,8 +17,8 @@ from pathlib import Path
 
 from simulator.evpn_fabric import INTERNET_HOST, SmallFabric
 from simulator.fabric import run, wait_until
+from simulator.traffic import FETCH, connect, server_in
 from tests.golden.softgate_cases import DNS, USER_DATA, port_forward, vm
-from tests.scenarios.traffic import FETCH, connect, server_in
 
 # One A query over UDP; prints the first answer's address, or why there is none.
 RESOLVE = r"""

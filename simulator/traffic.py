@@ -1,4 +1,5 @@
-"""Traffic for the scenarios: a TCP server that names its peer, a client, a fetch."""
+"""Traffic for the scenarios and the demo: a TCP server that answers with its peer's
+address (or with its own name), a client, an HTTP fetch."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ from contextlib import contextmanager
 
 from simulator.fabric import Fabric
 
-# Answers each TCP connection with the peer's address, then closes.
+# Answers each TCP connection with the peer's address (or the name given), then closes.
 PEER_SERVER = r"""
 import socket, sys
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(16)
 print("ready", flush=True)
 while True:
-    c, peer = s.accept(); c.sendall(peer[0].encode()); c.close()
+    c, peer = s.accept()
+    try:
+        c.sendall((sys.argv[2] if len(sys.argv) > 2 else peer[0]).encode())
+    except OSError:
+        pass  # a health probe that resets at once
+    c.close()
 """
 CONNECT = r"""
 import socket, sys
@@ -32,10 +38,12 @@ print(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode(), end="")
 
 
 @contextmanager
-def server_in(fabric: Fabric, node: str, port: int) -> Iterator[None]:
-    """A TCP server in the node that answers each connection with the peer's address."""
+def server_in(fabric: Fabric, node: str, port: int, name: str = "") -> Iterator[None]:
+    """A TCP server in the node that answers each connection with the peer's address,
+    or with `name` if one is given."""
     process = subprocess.Popen(["ip", "netns", "exec", fabric.ns(node), "python3", "-c",
-                                PEER_SERVER, str(port)], stdout=subprocess.PIPE, text=True)
+                                PEER_SERVER, str(port), *([name] if name else [])],
+                               stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None and process.stdout.readline() == "ready\n"
         yield
