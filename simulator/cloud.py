@@ -68,23 +68,29 @@ class Cloud:
         """The fabric node (namespace) of a VM."""
         return vm_node(self.vm(vm_uuid))
 
-    def lease(self, vm_uuid: str, timeout: float = 30) -> dict[str, str]:
-        """The VM's default NIC's DHCP lease, once its DHCP client has one."""
+    def leased(self, vm_uuid: str) -> dict[str, str]:
+        """The VM's default NIC's DHCP lease as its client recorded it; {} before one."""
         vm = self.vm(vm_uuid)
-        nic = next(n for n in vm.nics if n.default)
-        path = self.kvm.lease_file(vm, nic)
-        wait_until(f"a DHCP lease for {vm.name}", path.exists, timeout=timeout)
+        path = self.kvm.lease_file(vm, next(n for n in vm.nics if n.default))
+        if not path.exists():
+            return {}
         return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+
+    def lease(self, vm_uuid: str, timeout: float = 30) -> dict[str, str]:
+        """The lease, once the VM's DHCP client has one."""
+        wait_until(f"a DHCP lease for {self.vm(vm_uuid).name}",
+                   lambda: bool(self.leased(vm_uuid)), timeout=timeout)
+        return self.leased(vm_uuid)
 
     def exec(self, vm_uuid: str, *argv: str, timeout: float = 30) -> Any:
         return self.fabric.exec(self.node(vm_uuid), *argv, check=False, timeout=timeout)
 
     def spawned(self) -> list[str]:
-        return [s.command for e in self.sim.elements.values() for s in e.spawns]
+        return [s.command for s in self.sim.spawns()]
 
     def failed_spawns(self) -> list[str]:
         return [f"{s.command} ({s.scope}): exit {s.code}: {s.output}"
-                for e in self.sim.elements.values() for s in e.spawns if s.code != 0]
+                for s in self.sim.spawns() if s.code != 0]
 
 
 @contextmanager

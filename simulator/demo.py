@@ -138,9 +138,7 @@ def isolated_checks(cloud: Cloud, report: Report, net: dict[str, Any],
 
 
 def has_lease(cloud: Cloud, vm: dict[str, Any], address: str) -> bool:
-    record = cloud.vm(vm["id"])
-    path = cloud.kvm.lease_file(record, next(n for n in record.nics if n.default))
-    return path.exists() and cloud.lease(vm["id"], timeout=0)["new_ip_address"] == address
+    return cloud.leased(vm["id"]).get("new_ip_address") == address
 
 
 def vpc_checks(cloud: Cloud, report: Report, hosts: dict[str, str]) -> None:

@@ -8,13 +8,13 @@ import re
 from pathlib import Path
 from typing import Any
 
-from simulator.cloudstack.api import ApiError, Params
+from simulator.cloudstack.api import ApiError, ErrorCode, Params
 from simulator.cloudstack.cloud import CloudStackSim
 from simulator.cloudstack.commands import Commands, find
 from simulator.cloudstack.model import Extension, Offering, Provider, Registration, new_uuid
 
 commands = Commands()
-PARAM_ERROR = 431
+PARAM_ERROR = ErrorCode.PARAM_ERROR
 ENTRY_POINT_KINDS = ("NetworkOrchestrator", "Orchestrator")
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from simulator.cloudstack.api import ApiError, ErrorCode
-from simulator.cloudstack.element import Element, ElementError
+from simulator.cloudstack.element import Element, ElementError, Spawn
 from simulator.cloudstack.model import (
     Database,
     Extension,
@@ -115,6 +115,10 @@ class CloudStackSim:
     def vpc_physical_network(self) -> int:
         # resolveExtensionForVpc: the zone's guest physical network when tiers have none.
         return next(iter(self.db.physical_networks.sorted())).db_id
+
+    def spawns(self) -> list[Spawn]:
+        """Every run of the entry-point so far, in order per extension element."""
+        return [spawn for element in self.elements.values() for spawn in element.spawns]
 
     # --- allocation -----------------------------------------------------------------
 

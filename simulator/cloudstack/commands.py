@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from functools import wraps
 from typing import Any, TypeVar
 
-from simulator.cloudstack.api import ApiError, Params
+from simulator.cloudstack.api import ApiError, ErrorCode, Kind, Params
 from simulator.cloudstack.cloud import CloudStackSim
 from simulator.cloudstack.element import ElementError
 from simulator.cloudstack.model import Record, Table
@@ -16,14 +16,12 @@ from simulator.cloudstack.model import Record, Table
 Handler = Callable[[CloudStackSim, Params], Any]
 H = TypeVar("H", bound=Handler)
 R = TypeVar("R", bound=Record)
-NOT_FOUND = 431
-PROVIDER_FAILED = 530
 
 
 @dataclass(frozen=True)
 class Command:
     name: str
-    kind: str  # "sync", "async" or "list"
+    kind: Kind
     object_name: str | None  # None: the answer is {"success": true}
     handler: Handler
 
@@ -32,7 +30,7 @@ class Command:
 class Commands:
     table: list[Command] = field(default_factory=list)
 
-    def _add(self, name: str, kind: str, object_name: str | None) -> Callable[[H], H]:
+    def _add(self, name: str, kind: Kind, object_name: str | None) -> Callable[[H], H]:
         def register(handler: H) -> H:
             self.table.append(Command(name, kind, object_name, _provider_errors(handler)))
             return handler
@@ -56,7 +54,7 @@ def _provider_errors(handler: Handler) -> Handler:
         try:
             return handler(sim, params)
         except ElementError as error:
-            raise ApiError(PROVIDER_FAILED, str(error)) from None
+            raise ApiError(ErrorCode.INTERNAL_ERROR, str(error)) from None
     return call
 
 
@@ -64,5 +62,5 @@ def find(table: Table[R], uuid: str, what: str) -> R:
     """The record the API names by UUID, or CloudStack's one-line refusal."""
     found = table.by_uuid(uuid)
     if found is None:
-        raise ApiError(NOT_FOUND, f"Unable to find {what} with specified id {uuid}")
+        raise ApiError(ErrorCode.PARAM_ERROR, f"Unable to find {what} with specified id {uuid}")
     return found

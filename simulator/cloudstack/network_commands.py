@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from simulator.cloudstack.api import ApiError, Params
+from simulator.cloudstack.api import ApiError, ErrorCode, Params
 from simulator.cloudstack.cloud import ZONE_ID, CloudStackSim
 from simulator.cloudstack.commands import Commands, find
 from simulator.cloudstack.element import N, custom_action
@@ -15,7 +15,7 @@ from simulator.cloudstack.orchestrator import netmask_of
 from simulator.cloudstack.rule_commands import protocol_fields
 
 commands = Commands()
-PARAM_ERROR = 431
+PARAM_ERROR = ErrorCode.PARAM_ERROR
 DEFAULT_ALLOW, DEFAULT_DENY = "default_allow", "default_deny"
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from simulator.cloudstack.api import ApiError, Params
+from simulator.cloudstack.api import ApiError, ErrorCode, Params
 from simulator.cloudstack.cloud import CloudStackSim
 from simulator.cloudstack.commands import Commands, find
 from simulator.cloudstack.model import (
@@ -22,7 +22,7 @@ from simulator.cloudstack.model import (
 )
 
 commands = Commands()
-PARAM_ERROR = 431
+PARAM_ERROR = ErrorCode.PARAM_ERROR
 PROTOCOLS = ("tcp", "udp", "icmp", "all")
 
 

@@ -39,7 +39,7 @@ def build_api(sim: CloudStackSim, accounts: dict[str, str]) -> ApiServer:
     network_commands.seed_acl_lists(sim)
     for table in TABLES:
         for command in table.table:
-            api.register(command.name, _bound(command, sim), kind=command.kind,  # type: ignore[arg-type]
+            api.register(command.name, _bound(command, sim), kind=command.kind,
                          object_name=command.object_name)
     return api
 

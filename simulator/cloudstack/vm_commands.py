@@ -11,7 +11,7 @@ import binascii
 import secrets
 from typing import Any
 
-from simulator.cloudstack.api import ApiError, Params
+from simulator.cloudstack.api import ApiError, ErrorCode, Params
 from simulator.cloudstack.cloud import ZONE_ID, CloudStackSim
 from simulator.cloudstack.commands import Commands, find
 from simulator.cloudstack.model import Nic, Vm
@@ -19,7 +19,7 @@ from simulator.cloudstack.orchestrator import netmask_of
 from simulator.cloudstack.rule_commands import forget_vm
 
 commands = Commands()
-PARAM_ERROR = 431
+PARAM_ERROR = ErrorCode.PARAM_ERROR
 
 
 def vm_json(sim: CloudStackSim, vm: Vm, *, password: bool = False) -> dict[str, Any]:

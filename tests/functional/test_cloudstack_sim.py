@@ -33,11 +33,10 @@ class Cloud:
         return self.stand_in.sim
 
     def commands(self) -> list[str]:
-        return [s.command for e in self.sim.elements.values() for s in e.spawns]
+        return [s.command for s in self.sim.spawns()]
 
     def failed(self) -> list[str]:
-        return [f"{s.command}: {s.output}" for e in self.sim.elements.values()
-                for s in e.spawns if s.code != 0]
+        return [f"{s.command}: {s.output}" for s in self.sim.spawns() if s.code != 0]
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +145,7 @@ def test_vpc_tiers_are_ensured_at_vpc_level(cloud: Cloud) -> None:
     api.createNetworkACL(aclid=acl["id"], protocol="all", traffictype="ingress")
     tier = create_network(cloud, "tier1", "10.1.1.1", vpcid=vpc["id"], aclid=acl["id"])
     deploy(cloud, "vm3", tier["id"])
-    scopes = {s.scope for e in cloud.sim.elements.values() for s in e.spawns
+    scopes = {s.scope for s in cloud.sim.spawns()
               if s.command == "implement-network" and s.scope.startswith("vpc:")}
     assert scopes == {f"vpc:{cloud.sim.db.vpcs.by_uuid(vpc['id']).db_id}"}  # type: ignore[union-attr]
     api.createNetworkACL(aclid=acl["id"], protocol="tcp", startport=22, traffictype="ingress",
