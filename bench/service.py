@@ -93,15 +93,28 @@ class Service:
 
 
 def service_command() -> list[str]:
-    """The `vxgate-service` of this interpreter's virtual environment (else the repo's)."""
-    for candidate in (Path(sys.executable).parent / "vxgate-service",
-                      REPO / ".venv" / "bin" / "vxgate-service"):
+    return [console_script("vxgate-service")]
+
+
+def console_script(name: str) -> str:
+    """One of our console scripts (vxgate-service, vxgate): this interpreter's virtual
+    environment's (a worktree may share another checkout's), else the repo's, else PATH's.
+    Run it with `with_this_checkout` so that it imports this checkout's code."""
+    for candidate in (Path(sys.executable).parent / name, REPO / ".venv" / "bin" / name):
         if candidate.is_file():
-            return [str(candidate)]
-    found = shutil.which("vxgate-service")
+            return str(candidate)
+    found = shutil.which(name)
     if found is None:
-        raise ServiceError("vxgate-service not found: run scripts/setup.sh (pip install -e .)")
-    return [found]
+        raise ServiceError(f"{name} not found: run scripts/setup.sh (pip install -e .)")
+    return found
+
+
+def with_this_checkout(env: Mapping[str, str]) -> dict[str, str]:
+    """`env` with this checkout first on PYTHONPATH: a console script imports our packages
+    through the virtual environment's editable install, which may point at another
+    checkout (a git worktree sharing its venv would run that checkout's code)."""
+    path = os.pathsep.join(filter(None, (str(REPO), env.get("PYTHONPATH"))))
+    return {**env, "PYTHONPATH": path}
 
 
 def free_port(host: str = HOST) -> int:
@@ -200,6 +213,7 @@ def _environment(token: str, extra: Mapping[str, str] | None) -> dict[str, str]:
     # must not leak into the service under test.
     env = {key: value for key, value in os.environ.items() if not key.startswith("VXGATE_")}
     env["VXGATE_ADMIN_TOKEN"] = token
+    env = with_this_checkout(env)
     env.update(extra or {})
     return env
 

@@ -9,11 +9,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from bench.service import console_script, with_this_checkout
 from simulator.cloudstack.element import REPO
 from simulator.cloudstack.server import RunningCloudStack
 
 ENTRY_POINT_FILES = ("vxgate_extension.py", "plugin_legacy.py")
-VXGATE = REPO / ".venv" / "bin" / "vxgate"
 
 
 def install_entry_point(extensions_dir: Path, name: str = "vxgate") -> Path:
@@ -30,10 +30,11 @@ def register(cloud: RunningCloudStack, physical_network: str, service_url: str,
              token_file: Path) -> list[str]:
     """`vxgate cloudstack register`, with the `cs` client's environment; its lines."""
     done = subprocess.run(
-        [str(VXGATE), "cloudstack", "register", "--physical-network", physical_network,
+        [console_script("vxgate"), "cloudstack", "register",
+         "--physical-network", physical_network,
          "--service-url", service_url, "--token-file", str(token_file)],
-        env={**os.environ, **cloud.environment()}, capture_output=True, text=True,
-        timeout=60, check=False)
+        env={**with_this_checkout(os.environ), **cloud.environment()},
+        capture_output=True, text=True, timeout=60, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"vxgate cloudstack register: exit {done.returncode}: "
                            f"{(done.stderr or done.stdout).strip()}")
