@@ -5,34 +5,35 @@ CloudStack stand-in and its KVM agents, with vxgate registered as an operator do
         net = cloud.api.createNetwork(...)          # the real `cs` client
         vm = cloud.api.deployVirtualMachine(...)    # a namespace on hv1 or hv2, DHCP'd
 
-The service runs under gunicorn (also on a Unix socket, for the agents inside the
-fabric's namespaces); the entry-point is installed in the stand-in's extensions
-directory and spawned for every network event, exactly as NetworkExtensionElement does.
+The fabric is `Topology.small()` as simulator/cloud_fabric.py builds it, with only the
+operator's part declared: the tenants come from CloudStack. The service runs under
+gunicorn (also on a Unix socket, for the agents inside the fabric's namespaces); the
+entry-point is installed in the stand-in's extensions directory and spawned for every
+network event, exactly as NetworkExtensionElement does.
 Everything started is stopped, and every namespace removed, when the block ends.
 """
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import cs
 
-from bench.service import Service, running_service
+from bench.service import Service
+from simulator.cloud_fabric import running_fabric, running_service_for_agents
 from simulator.cloudstack.cloud import CloudStackSim, Site
 from simulator.cloudstack.model import Vm
 from simulator.cloudstack.operator import install_entry_point, register
 from simulator.cloudstack.server import RunningCloudStack, running_cloudstack
-from simulator.evpn_fabric import LOOPBACKS, build_fabric, declare_inventory
 from simulator.fabric import Fabric, wait_until
 from simulator.kvm import FabricKvm, vm_node
+from simulator.topology import Topology
 
-HYPERVISORS = ("hv1", "hv2")
+TOPOLOGY = Topology.small()
 POLL_INTERVAL_S = 0.05  # the cs client's job polling; CloudStack's UI polls every 3 s
 
 
@@ -95,31 +96,19 @@ class Cloud:
 
 @contextmanager
 def running_cloud(workers: int = 1) -> Iterator[Cloud]:
-    # A short path: a Unix socket's name is limited to 107 bytes.
-    with tempfile.TemporaryDirectory(prefix="vxsvc") as scratch:
-        socket_path = Path(scratch) / "service.sock"
-        with running_service(workers=workers, unix_socket=socket_path) as service:
-            fabric = Fabric()
-            try:
-                timings: dict[str, float] = {}
-                sim, kvm = _build(service, fabric, f"unix://{socket_path}", timings)
-                with running_cloudstack(sim) as stack:
-                    yield _registered(service, fabric, stack, kvm, timings)
-            finally:
-                fabric.down()
-
-
-def _build(service: Service, fabric: Fabric, agent_service_url: str,
-           timings: dict[str, float]) -> tuple[CloudStackSim, FabricKvm]:
-    """The operator's side: inventory, fabric and agents, the entry-point installed."""
-    start = time.monotonic()
-    declare_inventory(service.ok)
-    build_fabric(fabric, service.ok, agent_service_url, timings)
-    timings["fabric up"] = time.monotonic() - start
-    extensions = fabric.dir / "extensions"
-    install_entry_point(extensions)
-    kvm = FabricKvm(fabric, {hv: LOOPBACKS[hv] for hv in HYPERVISORS})
-    return CloudStackSim(Site(hosts=HYPERVISORS), kvm=kvm, extensions_dir=extensions), kvm
+    with running_service_for_agents(workers) as (service, agent_service_url):
+        started = time.monotonic()
+        # The operator's part only: CloudStack declares the tenants, its KVM agents plug
+        # the VMs.
+        with running_fabric(TOPOLOGY, service.ok, agent_service_url) as built:
+            built.timings["fabric up"] = time.monotonic() - started
+            extensions = built.fabric.dir / "extensions"
+            install_entry_point(extensions)
+            hypervisors = TOPOLOGY.hypervisor_names
+            kvm = FabricKvm(built.fabric, {hv: TOPOLOGY.loopback(hv) for hv in hypervisors})
+            sim = CloudStackSim(Site(hosts=hypervisors), kvm=kvm, extensions_dir=extensions)
+            with running_cloudstack(sim) as stack:
+                yield _registered(service, built.fabric, stack, kvm, built.timings)
 
 
 def _registered(service: Service, fabric: Fabric, stack: RunningCloudStack, kvm: FabricKvm,
@@ -128,7 +117,8 @@ def _registered(service: Service, fabric: Fabric, stack: RunningCloudStack, kvm:
     token_file.touch(mode=0o600)
     token_file.write_text(service.token)
     started = time.monotonic()
-    lines = register(stack, "guest", f"http://{service.host}:{service.port}", token_file)
+    lines = register(stack, TOPOLOGY.physical_network_name,
+                     f"http://{service.host}:{service.port}", token_file)
     timings["vxgate registered"] = time.monotonic() - started
     api = cs.CloudStack(endpoint=stack.endpoint, key=stack.api_key, secret=stack.secret_key,
                         fetch_result=True, poll_interval=POLL_INTERVAL_S, method="post")

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from simulator.cloud import Cloud, running_cloud
-from simulator.evpn_fabric import INTERNET_HOST
+from simulator.cloud import TOPOLOGY, Cloud, running_cloud
 from simulator.fabric import FabricError, missing_prerequisites, wait_until
 from simulator.traffic import FETCH, connect, server_in
 
 USER_DATA = "#cloud-config\nhostname: web1\n"
 CHECK_TIMEOUT_S = 15.0
+INTERNET_HOST = TOPOLOGY.internet_host  # on up1: "the internet"
 
 
 @dataclass

@@ -1,12 +1,14 @@
 """A small EVPN fabric run on configs the provider service renders.
 
 spine1 with hypervisors hv1 and hv2 and SoftGate sg1 under it, and up1, the provider's
-upstream router, peering with sg1. The service holds the desired state: an isolated
-network, a VPC with two tiers and a ROUTED network, and a public IP. Every fabric node
-runs the vxgate agent, which applies what `GET /v1/devices/<name>/config` returns: the
-FRR config everywhere, and on sg1 also softgate.json (routing domains as namespaces,
-bridges, VXLAN, uplinks, nftables, dnsmasq, metadata). Only up1, which is not ours, has
-a hand-written config.
+upstream router, peering with sg1: `Topology.small()`, built by simulator/cloud_fabric.py,
+which declares the operator's part (zone, physical network, devices) and runs FRR and
+the vxgate agent on every fabric node. Here the tenants come on top, declared directly
+through the service's API before any daemon starts: an isolated network, a VPC with two
+tiers and a ROUTED network, and a public IP. The agents apply what
+`GET /v1/devices/<name>/config` returns: the FRR config everywhere, and on sg1 also
+softgate.json (routing domains as namespaces, bridges, VXLAN, uplinks, nftables,
+dnsmasq, metadata). Only up1, which is not ours, has a hand-written config.
 
 On the hypervisors the kernel side stands in for what CloudStack's KVM agent builds: one
 bridge and VXLAN device per VNI, VMs plugged into them.
@@ -14,29 +16,31 @@ bridge and VXLAN device per VNI, VMs plugged into them.
 
 from __future__ import annotations
 
-import tempfile
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-from bench.service import running_service
-from simulator.fabric import Fabric, run, wait_until
+from simulator.cloud_fabric import (
+    CloudFabric,
+    running_fabric,
+    running_service_for_agents,
+)
+from simulator.fabric import Fabric, run
 from simulator.kvm import bridge_name, segment_commands
 from simulator.local_service import Request
+from simulator.topology import Topology
 
-ZONE, PHYSNET = "1", "200"
-RT_ASN = 65000
-UPSTREAM_ASN = 64496
-PUBLIC_POOL = "203.0.113.0/24"  # RFC 5737
+SMALL = Topology.small()
+ZONE, PHYSNET = SMALL.zone_id, SMALL.physical_network_id
+RT_ASN = SMALL.rt_asn
+UPSTREAM_ASN = SMALL.upstream_asn
+PUBLIC_POOL = SMALL.public_pool
 ROUTED_CIDR = "198.18.10.0/24"  # RFC 2544 benchmarking space: never routed outside
-FABRIC_NODES = ("spine1", "hv1", "hv2", "sg1")
-LOOPBACKS = {"spine1": "10.255.0.1", "hv1": "10.255.1.1", "hv2": "10.255.1.2",
-             "sg1": "10.255.2.1"}
+FABRIC_NODES = SMALL.fabric_nodes
+LOOPBACKS = SMALL.loopbacks()
 GATEWAY_MAC = "02:00:5e:00:00:01"
-INTERNET_HOST = "192.0.2.1"  # RFC 5737, on up1: "the internet"
+INTERNET_HOST = SMALL.internet_host  # RFC 5737, on up1: "the internet"
+VMS = ("vm1", "vm2", "vm3")
 
 
 @dataclass
@@ -50,45 +54,29 @@ class Segment:
 
 @dataclass
 class SmallFabric:
-    fabric: Fabric
-    request: Request
-    configs: dict[str, str] = field(default_factory=dict)  # node -> rendered frr.conf
+    cloud: CloudFabric
     segments: list[Segment] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
+    configs: dict[str, str] = field(default_factory=dict)  # node -> rendered frr.conf
+
+    @property
+    def fabric(self) -> Fabric:
+        return self.cloud.fabric
+
+    @property
+    def request(self) -> Request:
+        return self.cloud.request
+
+    @property
+    def timings(self) -> dict[str, float]:
+        return self.cloud.timings
 
     @property
     def l3vnis(self) -> list[int]:
         return sorted({segment.l3vni for segment in self.segments})
 
 
-def declare_state(request: Request) -> list[Segment]:
-    """Zone, devices and tenants in the service; returns the segments it allocated."""
-    declare_inventory(request)
-    return declare_tenants(request)
-
-
-def declare_inventory(request: Request) -> None:
-    """The operator's part: the zone, its guest physical network and the devices."""
-    request("PUT", f"/v1/zones/{ZONE}", {"name": "sim", "rt_asn": RT_ASN})
-    request("PUT", f"/v1/physical-networks/{PHYSNET}", {"zone_id": ZONE, "name": "guest"})
-    spine_ports = [{"interface": f"to-{node}", "peer_device": node, "peer_interface": "uplink"}
-                   for node in FABRIC_NODES[1:]]
-    request("PUT", "/v1/devices/spine1", {"zone_id": ZONE, "role": "spine",
-                                          "loopback": LOOPBACKS["spine1"],
-                                          "uplinks": spine_ports})
-    for node, role in (("hv1", "hypervisor"), ("hv2", "hypervisor"), ("sg1", "softgate")):
-        body: dict[str, Any] = {
-            "zone_id": ZONE, "role": role, "loopback": LOOPBACKS[node],
-            "uplinks": [{"interface": "uplink", "peer_device": "spine1",
-                         "peer_interface": f"to-{node}"}],
-        }
-        if role == "softgate":
-            body["upstream_peers"] = [{"address": "198.51.100.1", "remote_asn": UPSTREAM_ASN}]
-        request("PUT", f"/v1/devices/{node}", body)
-
-
 def declare_tenants(request: Request) -> list[Segment]:
-    """Networks, a VPC and a public IP, straight through the REST API."""
+    """The tenants in the service; returns the segments it allocated."""
     request("PUT", "/v1/vpcs/vpc1", {"zone_id": ZONE, "cidr": "10.1.0.0/16",
                                      "physical_network_id": PHYSNET})
     networks = [
@@ -118,82 +106,23 @@ def rendered_config(request: Request, device: str) -> str:
 @contextmanager
 def running(workers: int = 1) -> Iterator[SmallFabric]:
     """The service under gunicorn (also on a Unix socket, for the agents in their
-    namespaces) and a built fabric; everything stopped and removed afterwards."""
-    # A short path: a Unix socket's name is limited to 107 bytes.
-    with tempfile.TemporaryDirectory(prefix="vxsvc") as scratch:
-        socket_path = Path(scratch) / "service.sock"
-        with running_service(workers=workers, unix_socket=socket_path) as service:
-            small = build(service.ok, f"unix://{socket_path}")
-            try:
-                yield small
-            finally:
-                small.fabric.down()
+    namespaces) and the built fabric, converged: every session up and every expected
+    route present. Everything stopped and removed afterwards, also on failure."""
+    built: list[SmallFabric] = []  # made by the prepare step, once the fabric exists
 
+    def declare_tenants_and_plug_vms(cloud: CloudFabric) -> None:
+        small = SmallFabric(cloud, declare_tenants(cloud.request))
+        small.configs = {node: rendered_config(cloud.request, node) for node in FABRIC_NODES}
+        for vm in VMS:
+            cloud.fabric.add_node(vm, router=False)
+        _hypervisors(small)
+        built.append(small)
 
-def build(request: Request, agent_service_url: str) -> SmallFabric:
-    """Declare the state, build the kernel side, start FRR and every fabric node's agent
-    (which applies the node's rendered config) and wait until every session is up and
-    every expected route is present. `agent_service_url` is where the agents reach the
-    service from inside their namespaces (unix:///path). Tears the fabric down if any
-    step fails."""
-    segments = declare_state(request)
-    small = SmallFabric(Fabric(), request, segments=segments)
-    try:
-        _build(small, request, agent_service_url)
-    except BaseException:
-        small.fabric.down()
-        raise
-    return small
-
-
-def _build(small: SmallFabric, request: Request, agent_service_url: str) -> None:
-    fabric = small.fabric
-    small.configs = {node: rendered_config(request, node) for node in FABRIC_NODES}
-    for node in ("vm1", "vm2", "vm3"):
-        fabric.add_node(node, router=False)
-    start = build_fabric(fabric, request, agent_service_url, small.timings,
-                         before_daemons=lambda: _hypervisors(small))
-    small.timings["all routes present"] = start_offset(
-        start, lambda: not missing_routes(small))
-
-
-def build_fabric(fabric: Fabric, request: Request, agent_service_url: str,
-                 timings: dict[str, float],
-                 before_daemons: Callable[[], None] = lambda: None) -> float:
-    """The declared devices as namespaces: links, FRR, every node's agent and up1's
-    config; returns when every BGP session is up (the start time, for timings)."""
-    for node in (*FABRIC_NODES, "up1"):
-        fabric.add_node(node)
-    for node in FABRIC_NODES:
-        fabric.ip(node, "addr", "add", f"{LOOPBACKS[node]}/32", "dev", "lo")
-    for node in FABRIC_NODES[1:]:
-        fabric.veth("spine1", f"to-{node}", node, "uplink")
-    fabric.veth("sg1", "wan", "up1", "to-sg1", mtu=1500)
-    fabric.ip("sg1", "addr", "add", "198.51.100.0/31", "dev", "wan")
-    fabric.ip("up1", "addr", "add", "198.51.100.1/31", "dev", "to-sg1")
-    fabric.ip("up1", "addr", "add", f"{INTERNET_HOST}/32", "dev", "lo")
-    before_daemons()
-    start = time.monotonic()
-    for node in (*FABRIC_NODES, "up1"):
-        # sg1's agent makes its routing domains as namespaces: FRR's netns VRF backend.
-        fabric.start_zebra(node, netns_vrfs=node == "sg1")
-    for node in (*FABRIC_NODES, "up1"):
-        fabric.start_daemon(node, "bgpd")
-        fabric.start_daemon(node, "bfdd")
-    for node in FABRIC_NODES:
-        token = request("POST", f"/v1/devices/{node}/token", None)["token"]
-        fabric.start_agent(node, agent_service_url, token, softgate=node == "sg1")
-    fabric.load_config("up1", UPSTREAM_CONFIG)
-    timings["daemons started and configured"] = time.monotonic() - start
-    timings["all sessions established"] = start_offset(
-        start, lambda: all(sessions_established(fabric, node)
-                           for node in (*FABRIC_NODES, "up1")))
-    return start
-
-
-def start_offset(start: float, condition: Callable[[], bool]) -> float:
-    wait_until("the fabric to converge", condition, timeout=60)
-    return time.monotonic() - start
+    converged = {"all routes present": lambda: missing_routes(built[0])}
+    with (running_service_for_agents(workers) as (service, agent_service_url),
+          running_fabric(SMALL, service.ok, agent_service_url, extra_checks=converged,
+                         prepare=declare_tenants_and_plug_vms)):
+        yield built[0]
 
 
 def _hypervisors(small: SmallFabric) -> None:
@@ -224,15 +153,6 @@ def _plug_vm(fabric: Fabric, vm: str, hv: str, bridge: str, address: str, gatewa
 
 
 # --- convergence ---------------------------------------------------------------------------
-
-
-def sessions_established(fabric: Fabric, node: str) -> bool:
-    summary = fabric.vtysh_json(node, "show bgp summary json")
-    families = [family for family in ("ipv4Unicast", "l2VpnEvpn") if family in summary]
-    return bool(families) and all(
-        peer.get("state") == "Established"
-        for family in families for peer in summary[family].get("peers", {}).values()
-    ) and all(summary[family].get("peers") for family in families)
 
 
 def evpn_routes(fabric: Fabric, node: str, route_type: str) -> set[str]:
@@ -270,25 +190,3 @@ def missing_routes(small: SmallFabric) -> list[str]:
         if cidr not in upstream:
             missing.append(f"{cidr} on up1")
     return missing
-
-
-# The provider's upstream router, not a vxgate device: it offers a default route and
-# takes what the SoftGate announces.
-UPSTREAM_CONFIG = f"""frr defaults datacenter
-hostname up1
-log syslog informational
-!
-router bgp {UPSTREAM_ASN}
- bgp router-id 198.51.100.1
- coalesce-time 100
- neighbor 198.51.100.0 remote-as external
- neighbor 198.51.100.0 timers 3 9
- neighbor 198.51.100.0 timers connect 2
- neighbor 198.51.100.0 bfd
- !
- address-family ipv4 unicast
-  neighbor 198.51.100.0 default-originate
- exit-address-family
-exit
-!
-"""
