@@ -8,18 +8,23 @@ again (`--test`): a line FRR refused shows up there, and only an empty delta is 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 FRR_DIR = Path("/usr/lib/frr")
 NETNS_DIR = Path("/run/netns")
 RELOAD_TIMEOUT_S = 120.0
 # zebra's netns backend adopts a namespace about a second after it appears (it polls).
 ADOPT_TIMEOUT_S = 10.0
+ADOPT_POLL_S = 0.05
 _NETNS_VRF_RE = re.compile(r"^ netns /run/netns/(\S+)$", re.MULTILINE)
 _ACTIVE_VRF_RE = re.compile(r"^vrf (\S+) id \d+", re.MULTILINE)
 
@@ -70,15 +75,38 @@ class FrrReload:
         """Wait until zebra has adopted every namespace this config names as a VRF. A
         `vrf X / netns` line that arrives before zebra has taken the namespace itself
         fails ("Can not associate NS") and leaves the VRF inactive for good."""
-        wanted = {name for name in _NETNS_VRF_RE.findall(text) if (NETNS_DIR / name).exists()}
+        self._await_adopted({name for name in _NETNS_VRF_RE.findall(text)
+                             if (NETNS_DIR / name).exists()})
+
+    def await_adopted(self, namespaces: Iterable[str]) -> None:
+        """Wait until zebra has adopted the namespaces the agent has just made, before any
+        VXLAN device goes into them. zebra adopts a namespace by dumping its links, and on
+        meeting a VXLAN device with a bridge it reads that VNI's FDB on the same netlink
+        socket, in the middle of the dump: the rest of the dump is lost ("data remnant"
+        in zebra's log), and the links it held stay unknown to zebra for good, their
+        VNIs never advertised. Links made after adoption arrive as events, which are
+        safe. When FRR is not running there is nothing to wait for: zebra's dump at start
+        comes before EVPN is enabled, and reads no FDB."""
+        wanted = set(namespaces)
+        try:
+            wanted -= self._adopted()
+        except FrrError as exc:
+            log.warning("not waiting for zebra to adopt %s: %s", ", ".join(sorted(wanted)), exc)
+            return
+        self._await_adopted(wanted)
+
+    def _await_adopted(self, wanted: set[str]) -> None:
         deadline = time.monotonic() + ADOPT_TIMEOUT_S
         while wanted:
-            wanted -= set(_ACTIVE_VRF_RE.findall(self._vtysh("show vrf")))
+            wanted -= self._adopted()
             if wanted and time.monotonic() > deadline:
                 raise FrrError(f"zebra has not adopted namespace(s) {', '.join(sorted(wanted))}"
                                f" within {ADOPT_TIMEOUT_S:.0f} s")
             if wanted:
-                time.sleep(0.1)
+                time.sleep(ADOPT_POLL_S)
+
+    def _adopted(self) -> set[str]:
+        return set(_ACTIVE_VRF_RE.findall(self._vtysh("show vrf")))
 
     def _vtysh(self, command: str) -> str:
         argv = ["vtysh"]

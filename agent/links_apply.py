@@ -20,7 +20,8 @@ Order, for each apply:
    wrong kind or VXLAN parameters (which the kernel cannot change in place), deleted, all
    domains before any is built, so a VNI can move from one domain to another.
 4. Each domain in turn ("domain" status, plus one "segment" status per network):
-   namespace and its sysctls; uplink veth pair and addresses; default routes to the
+   namespace (new ones all made first, and FRR's adoption of them awaited before any
+   link goes in) and its sysctls; uplink veth pair and addresses; default routes to the
    SoftGate; L3VNI VXLAN + bridge (router MAC); segments (VXLAN or VLAN bridge, gateway
    MAC and addresses); the SoftGate's routes for the domain's prefixes over the uplink. One
    domain's error is reported and the next domain goes on.
@@ -105,9 +106,13 @@ class _Want:
 class LinksApplier:
     """Stateless between applies; one apply at a time."""
 
-    def __init__(self, ipr: IprApi, *, vlan_trunk: str | None = None) -> None:
+    def __init__(self, ipr: IprApi, *, vlan_trunk: str | None = None,
+                 await_adoption: Callable[[list[str]], None] = lambda names: None) -> None:
         self.ipr = ipr
         self.vlan_trunk = vlan_trunk
+        # Returns once the routing daemon has taken these new namespaces on (LinkError if
+        # it does not): see agent.frr.FrrReload.await_adopted for why devices wait.
+        self.await_adoption = await_adoption
 
     def apply_json(self, data: object) -> ApplyResult:
         """A full resync from the service's JSON: bad domains reported and left alone."""
@@ -126,6 +131,7 @@ class _Run:
     def __init__(self, applier: LinksApplier, desired: LinksState) -> None:
         self.ipr = applier.ipr
         self.vlan_trunk = applier.vlan_trunk
+        self.await_adoption = applier.await_adoption
         self.desired = desired
         self.result = ApplyResult()
         self.root_links: dict[str, Link] = {}
@@ -153,14 +159,37 @@ class _Run:
         return self.result
 
     def _domains(self, present: set[str]) -> None:
-        observed = {d.netns: self._observe(d) if d.netns in present else None
-                    for d in self.desired.domains}
+        observed = {d.netns: self._observe(d) for d in self.desired.domains
+                    if d.netns in present}
+        observed.update(self._new_namespaces(
+            [d.netns for d in self.desired.domains if d.netns not in present]))
         for domain in self.desired.domains:
             links = observed[domain.netns]
             if isinstance(links, LinkError):
                 self._domain_failed(domain, links)
             else:
                 self._domain(domain, links)
+
+    def _new_namespaces(self, names: list[str]) -> dict[str, dict[str, Link] | LinkError]:
+        """Every new namespace made first, then the routing daemon's adoption awaited for
+        all of them at once (zebra polls each new one about once a second); their links
+        as made, or the error that stops the domain until the next apply."""
+        made: dict[str, dict[str, Link] | LinkError] = {}
+        for netns in names:
+            try:
+                self._do(f"create namespace {netns}", partial(self.ipr.create_netns, netns))
+            except LinkError as exc:
+                made[netns] = exc
+            else:
+                self.result.created.add(netns)
+                made[netns] = {"lo": _made("lo", "")}
+        adopting = [netns for netns, links in made.items() if not isinstance(links, LinkError)]
+        if adopting:
+            try:
+                self.await_adoption(adopting)
+            except LinkError as exc:
+                made.update({netns: exc for netns in adopting})
+        return made
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -311,14 +340,10 @@ class _Run:
             self._status("segment", segment.network, f"domain {domain.netns}: {exc}")
         self._status("domain", domain.netns, str(exc))
 
-    def _domain(self, domain: Domain, links: dict[str, Link] | None) -> None:
+    def _domain(self, domain: Domain, links: dict[str, Link]) -> None:
         netns = domain.netns
         try:
-            new = links is None
-            if links is None:
-                self._do(f"create namespace {netns}", lambda: self.ipr.create_netns(netns))
-                self.result.created.add(netns)
-                links = {"lo": _made("lo", "")}
+            new = netns in self.result.created
             self._sysctls(netns, {**FORWARDING, **BRIDGE_NF})
             if "lo" in links and not links["lo"].up:  # local sockets (dnsmasq, FRR) need it
                 self._do(f"{netns}: set lo up", lambda: self.ipr.set_link(netns, "lo", up=True))

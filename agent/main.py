@@ -52,14 +52,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def build_loop(args: argparse.Namespace, service: _Interruptible) -> AgentLoop:
-    appliers: dict[str, ArtifactApplier] = {
-        "frr.conf": FrrArtifact(FrrReload(args.state_dir / "frr", args.frr_vty_dir)),
-    }
+    frr = FrrReload(args.state_dir / "frr", args.frr_vty_dir)
+    appliers: dict[str, ArtifactApplier] = {"frr.conf": FrrArtifact(frr)}
     loop = AgentLoop(service, appliers, long_poll_s=args.long_poll, sleep=service.sleep)
     if args.softgate:
         from agent.softgate import SOFTGATE_JSON, SoftGateArtifact
 
-        softgate = SoftGateArtifact.real(args.state_dir)
+        softgate = SoftGateArtifact.real(args.state_dir, frr)
         appliers[SOFTGATE_JSON] = softgate
         softgate.start_health_loop(loop.enqueue)
     return loop

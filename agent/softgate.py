@@ -28,6 +28,8 @@ from typing import Any
 
 from agent.dhcp_apply import DhcpApplier
 from agent.dhcp_state import DhcpState, DhcpStateError
+from agent.frr import FrrError, FrrReload
+from agent.ipr import LinkError
 from agent.lb_health import HealthChecker, apply_with_health, run_health_loop
 from agent.lb_probe import Prober
 from agent.links_apply import LinksApplier
@@ -118,16 +120,26 @@ class SoftGateArtifact:
         self.recent = RecentlyApplied()
 
     @classmethod
-    def real(cls, state_dir: Path) -> SoftGateArtifact:
+    def real(cls, state_dir: Path, frr: FrrReload | None) -> SoftGateArtifact:
+        """`frr`: the FRR whose zebra takes the routing domains on; None where there is
+        none (a benchmark's sandbox)."""
         from agent.dnsmasq import Dnsmasq
         from agent.ipr import Ipr
         from agent.lb_probe import SocketProber
         from agent.metadata_process import MetadataServer
         from agent.nft import Nft
 
+        def await_adoption(namespaces: list[str]) -> None:
+            try:
+                if frr is not None:
+                    frr.await_adopted(namespaces)
+            except FrrError as exc:
+                raise LinkError(str(exc)) from None
+
         dhcp = DhcpApplier(Dnsmasq(state_dir / "dnsmasq"),
                            MetadataServer(state_dir / "metadata"))
-        return cls(LinksApplier(Ipr()), Nft(), dhcp, SocketProber())
+        return cls(LinksApplier(Ipr(), await_adoption=await_adoption), Nft(), dhcp,
+                   SocketProber())
 
     def start_health_loop(self, report: Callable[[list[ObjectStatus]], None]
                           ) -> threading.Event:

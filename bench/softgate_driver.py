@@ -96,7 +96,7 @@ class TimedDhcp(DhcpApplier):
 
 def timed_artifact(state_dir: Path, watch: Stopwatch, seen: Counter[str]) -> SoftGateArtifact:
     """SoftGateArtifact.real(state_dir), its parts timed."""
-    artifact = SoftGateArtifact.real(state_dir)
+    artifact = SoftGateArtifact.real(state_dir, None)  # no FRR in the sandbox
     artifact.links = TimedLinks(artifact.links, watch, seen)
     artifact.nft = TimedNft(watch, seen)
     artifact.dhcp = TimedDhcp(state_dir, watch, seen)

@@ -8,6 +8,7 @@ the agent.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import time
@@ -15,8 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from simulator.evpn_fabric import INTERNET_HOST, SmallFabric
-from simulator.fabric import run, wait_until
+from simulator.evpn_fabric import INTERNET_HOST, PHYSNET, ZONE, SmallFabric
+from simulator.fabric import Fabric, run, wait_until
 from simulator.traffic import FETCH, connect, server_in
 from tests.golden.softgate_cases import DNS, USER_DATA, port_forward, vm
 
@@ -191,3 +192,45 @@ def restart_agent(small: SmallFabric) -> None:
     fabric.stop_agent("sg1")
     fabric.start_agent("sg1", (directory / "service-url").read_text().strip(),
                        (directory / "agent-token").read_text().strip(), softgate=True)
+
+
+def test_networks_made_while_frr_runs_are_known_to_zebra_and_leave_nothing(
+        small_fabric: SmallFabric) -> None:
+    """Every CloudStack network comes after the SoftGate's FRR is up, so its routing
+    domain is a namespace zebra adopts at run time. zebra must know each new L2VNI (it
+    loses the links already in a namespace it adopts: agent.frr.FrrReload.await_adopted);
+    deleting the networks takes the VNIs and the VRFs away, and making them again (the
+    same VNIs, the same namespace names) works as the first time."""
+    for _ in range(2):
+        make_known_then_delete(small_fabric, {f"late{i}": f"10.{210 + i}.0" for i in range(3)})
+
+
+def make_known_then_delete(small_fabric: SmallFabric, prefixes: dict[str, str]) -> None:
+    fabric, request = small_fabric.fabric, small_fabric.request
+    vnis: set[int] = set()
+    vrfs: set[str] = set()
+    try:
+        for network, prefix in prefixes.items():
+            answer = request("PUT", f"/v1/networks/{network}", {
+                "zone_id": ZONE, "physical_network_id": PHYSNET,
+                "cidr": f"{prefix}.0/24", "gateway": f"{prefix}.1"})
+            vnis.add(answer["segment"]["id"])
+            vrfs.add(f"vxr{answer['l3vni']}")
+        wait_until("sg1's zebra to know every new L2VNI by its VXLAN device",
+                   lambda: vnis <= l2vnis_with_a_device(fabric), timeout=30)
+    finally:
+        for network in prefixes:
+            request("DELETE", f"/v1/networks/{network}", None)
+    wait_until("the new L2VNIs and their VRFs to be gone from sg1",
+               lambda: not (vnis & l2vnis_with_a_device(fabric) or vrfs & active_vrfs(fabric)),
+               timeout=30)
+
+def l2vnis_with_a_device(fabric: Fabric) -> set[int]:
+    """The L2VNIs sg1's zebra knows along with their VXLAN device."""
+    table = fabric.vtysh_json("sg1", "show evpn vni json")
+    return {int(vni) for vni, entry in table.items()
+            if entry.get("type") == "L2" and entry.get("vxlanIf")}
+
+
+def active_vrfs(fabric: Fabric) -> set[str]:
+    return set(re.findall(r"^vrf (\S+) id \d+", fabric.vtysh("sg1", "show vrf"), re.MULTILINE))

@@ -98,6 +98,46 @@ def test_creation_order_within_a_domain() -> None:
     assert fake.calls[-1].startswith("softgate: add route 2001:db8:1::/48")
 
 
+
+def test_new_namespaces_are_adopted_by_frr_before_any_link_goes_in() -> None:
+    """zebra loses links that are already in a namespace when it adopts it (see
+    agent.frr.FrrReload.await_adopted): every new namespace first, one wait for all."""
+    fake, awaited = FakeIpr(), []
+
+    def await_adoption(names: list[str]) -> None:
+        awaited.append((names, len(fake.calls)))
+
+    LinksApplier(fake, await_adoption=await_adoption).apply(LinksState.from_json(links_json(2)))
+    assert len(awaited) == 1
+    names, calls_before = awaited[0]
+    assert names == [D1, D2]
+    assert [call for call in fake.calls[:calls_before] if "namespace" in call] == [
+        f"create namespace {D1}", f"create namespace {D2}"]
+    assert not [call for call in fake.calls[:calls_before] if call.startswith("vxr")]
+
+
+def test_existing_namespaces_are_not_awaited() -> None:
+    fake, data = built()
+    awaited: list[list[str]] = []
+    LinksApplier(fake, await_adoption=awaited.append).apply(LinksState.from_json(data))
+    assert awaited == []
+    LinksApplier(fake, await_adoption=awaited.append).apply(LinksState.from_json(links_json(3)))
+    assert awaited == [["vxr5000030"]]
+
+
+def test_a_namespace_frr_has_not_adopted_waits_for_the_next_apply() -> None:
+    fake, data = FakeIpr(), links_json(1)
+
+    def not_adopted(names: list[str]) -> None:
+        raise LinkError(f"zebra has not adopted namespace(s) {', '.join(names)} within 10 s")
+
+    result = LinksApplier(fake, await_adoption=not_adopted).apply(LinksState.from_json(data))
+    assert [(s.id, s.reason) for s in result.statuses if s.kind == "domain"] == [
+        (D1, f"zebra has not adopted namespace(s) {D1} within 10 s")]
+    assert set(fake.namespaces[D1].links) == {"lo"}
+    apply(fake, data)  # adopted by now: built, as a fresh apply finds the namespace
+    assert "vxv5000011" in fake.namespaces[D1].links
+
 def test_new_links_are_made_in_as_few_requests_as_the_kernel_allows() -> None:
     """A bridge with its MAC and up, a VXLAN device enslaved; then its port flags and up
     together; a namespace's sysctls in one go."""
