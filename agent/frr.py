@@ -13,7 +13,7 @@ import os
 import re
 import subprocess
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 FRR_DIR = Path("/usr/lib/frr")
 NETNS_DIR = Path("/run/netns")
 RELOAD_TIMEOUT_S = 120.0
-# zebra's netns backend adopts a namespace about a second after it appears (it polls).
+# zebra's netns backend adopts a namespace about a second after it appears (it polls);
+# it learns a new link within milliseconds.
 ADOPT_TIMEOUT_S = 10.0
 ADOPT_POLL_S = 0.05
 _NETNS_VRF_RE = re.compile(r"^ netns /run/netns/(\S+)$", re.MULTILINE)
@@ -95,18 +96,41 @@ class FrrReload:
             return
         self._await_adopted(wanted)
 
+    def await_links(self, vrf: str, names: Iterable[str]) -> None:
+        """Wait until zebra knows these new links of a VRF (its namespace), before any
+        address goes onto them. zebra 8.4 reads links on its main thread and addresses
+        on its dataplane thread, from two netlink sockets: an address added right after
+        its link is made can reach zebra first, is dropped ("can't find ifp" in its
+        log), and its connected route, hence the network's type-5 route, never comes.
+        Nothing to wait for when FRR is not running (its start reads everything)."""
+        wanted = set(names)
+        try:
+            wanted -= self._links(vrf)
+        except FrrError as exc:
+            log.warning("not waiting for zebra to know %s: %s", ", ".join(sorted(wanted)), exc)
+            return
+        self._await(wanted, lambda: self._links(vrf), f"zebra does not know link(s) of {vrf}")
+
     def _await_adopted(self, wanted: set[str]) -> None:
+        self._await(wanted, self._adopted, "zebra has not adopted namespace(s)")
+
+    def _await(self, wanted: set[str], seen: Callable[[], set[str]], failure: str) -> None:
         deadline = time.monotonic() + ADOPT_TIMEOUT_S
         while wanted:
-            wanted -= self._adopted()
+            wanted -= seen()
             if wanted and time.monotonic() > deadline:
-                raise FrrError(f"zebra has not adopted namespace(s) {', '.join(sorted(wanted))}"
-                               f" within {ADOPT_TIMEOUT_S:.0f} s")
+                raise FrrError(f"{failure} {', '.join(sorted(wanted))} within "
+                               f"{ADOPT_TIMEOUT_S:.0f} s")
             if wanted:
                 time.sleep(ADOPT_POLL_S)
 
     def _adopted(self) -> set[str]:
         return set(_ACTIVE_VRF_RE.findall(self._vtysh("show vrf")))
+
+    def _links(self, vrf: str) -> set[str]:
+        """The links zebra lists for a VRF: the first word of each row of the table."""
+        rows = self._vtysh(f"show interface vrf {vrf} brief").splitlines()
+        return {row.split()[0] for row in rows[2:] if row.strip()}
 
     def _vtysh(self, command: str) -> str:
         argv = ["vtysh"]

@@ -40,7 +40,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Final
+from typing import Final, Protocol
 
 from agent.ipr import (
     Interface,
@@ -103,16 +103,34 @@ class _Want:
     vxlan: Vxlan | None = None
 
 
+class RoutingDaemon(Protocol):
+    """What the routing daemon (FRR's zebra, agent.frr) must have seen before the next
+    step (agent.frr says why); each returns once it has, at once where no routing daemon
+    runs, and raises LinkError when it does not see it in time."""
+
+    def await_adoption(self, namespaces: list[str]) -> None:
+        """New namespaces taken on as VRFs: before any link goes into them."""
+
+    def await_links(self, netns: str | None, names: list[str]) -> None:
+        """New links known: before any address goes onto them."""
+
+
+class NoRoutingDaemon:
+    def await_adoption(self, namespaces: list[str]) -> None:
+        pass
+
+    def await_links(self, netns: str | None, names: list[str]) -> None:
+        pass
+
+
 class LinksApplier:
     """Stateless between applies; one apply at a time."""
 
     def __init__(self, ipr: IprApi, *, vlan_trunk: str | None = None,
-                 await_adoption: Callable[[list[str]], None] = lambda names: None) -> None:
+                 routing: RoutingDaemon | None = None) -> None:
         self.ipr = ipr
         self.vlan_trunk = vlan_trunk
-        # Returns once the routing daemon has taken these new namespaces on (LinkError if
-        # it does not): see agent.frr.FrrReload.await_adopted for why devices wait.
-        self.await_adoption = await_adoption
+        self.routing = routing or NoRoutingDaemon()
 
     def apply_json(self, data: object) -> ApplyResult:
         """A full resync from the service's JSON: bad domains reported and left alone."""
@@ -131,7 +149,9 @@ class _Run:
     def __init__(self, applier: LinksApplier, desired: LinksState) -> None:
         self.ipr = applier.ipr
         self.vlan_trunk = applier.vlan_trunk
-        self.await_adoption = applier.await_adoption
+        self.routing = applier.routing
+        # Links made by this apply that the routing daemon is not yet known to have seen.
+        self.unseen: dict[str | None, list[str]] = {}
         self.desired = desired
         self.result = ApplyResult()
         self.root_links: dict[str, Link] = {}
@@ -186,7 +206,7 @@ class _Run:
         adopting = [netns for netns, links in made.items() if not isinstance(links, LinkError)]
         if adopting:
             try:
-                self.await_adoption(adopting)
+                self.routing.await_adoption(adopting)
             except LinkError as exc:
                 made.update({netns: exc for netns in adopting})
         return made
@@ -388,6 +408,8 @@ class _Run:
                 self._delete_link(None, names.root)
             self._do(f"softgate: add veth {names.root} (peer {names.domain} in {netns})",
                      lambda: self.ipr.add_veth(names.root, None, names.domain, netns))
+            self.unseen.setdefault(None, []).append(names.root)
+            self.unseen.setdefault(netns, []).append(names.domain)
             root, inner = _made(names.root, "veth"), _made(names.domain, "veth")
             links[names.domain] = inner
         self._finish(None, root, addresses={ROOT_V4, ROOT_V6})
@@ -446,6 +468,7 @@ class _Run:
         if link is None:
             self._do(f"{netns}: add bridge {name}" + (f" address {mac}" if mac else "") + " up",
                      lambda: self.ipr.add_bridge(netns, name, mac=mac, up=True))
+            self.unseen.setdefault(netns, []).append(name)
             link = links[name] = _made(name, "bridge", mac=mac or "", up=True)
         elif link.mcast_snooping:
             self._do(f"{netns}: set bridge {name} mcast_snooping 0",
@@ -462,6 +485,7 @@ class _Run:
             self._do(f"{netns}: add vxlan {name} (VNI {spec.vni}, local {spec.local}) "
                      f"master {bridge}",
                      lambda: self.ipr.add_vxlan(name, spec, netns, master=bridge))
+            self.unseen.setdefault(netns, []).append(name)
             link = _made(name, "vxlan", vxlan=spec, master=bridge)
         moved = link.master != bridge
         mtu = VXLAN_MTU if link.mtu != VXLAN_MTU else None
@@ -483,11 +507,13 @@ class _Run:
     def _finish(self, netns: str | None, link: Link, *, addresses: set[Interface],
                 mac: str | None = None) -> None:
         """MAC, exactly these addresses (the kernel's own IPv6 link-local ones aside),
-        then up."""
+        then up. Addresses go onto a new link only once the routing daemon knows it."""
         name = link.name
         if mac is not None and link.mac != mac:
             self._do(f"{where(netns)}: set {name} address {mac}",
                      lambda: self.ipr.set_link(netns, name, mac=mac))
+        if addresses - link.addresses and name in self.unseen.get(netns, ()):
+            self.routing.await_links(netns, self.unseen.pop(netns))
         for address in _sorted(addresses - link.addresses):
             self._do(f"{where(netns)}: add address {address} to {name}",
                      partial(self.ipr.add_address, netns, name, address))

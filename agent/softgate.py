@@ -20,8 +20,9 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,29 @@ class RecentlyApplied:
         self._done.clear()
 
 
+class ZebraWatch:
+    """links_apply.RoutingDaemon over FRR: the SoftGate's own namespace is VRF default."""
+
+    def __init__(self, frr: FrrReload) -> None:
+        self.frr = frr
+
+    def await_adoption(self, namespaces: list[str]) -> None:
+        with _as_link_error():
+            self.frr.await_adopted(namespaces)
+
+    def await_links(self, netns: str | None, names: list[str]) -> None:
+        with _as_link_error():
+            self.frr.await_links(netns or "default", names)
+
+
+@contextmanager
+def _as_link_error() -> Iterator[None]:
+    try:
+        yield
+    except FrrError as exc:
+        raise LinkError(str(exc)) from None
+
+
 class SoftGateArtifact:
     def __init__(self, links: LinksApplier, nft: NftRunner, dhcp: DhcpApplier,
                  prober: Prober) -> None:
@@ -129,17 +153,10 @@ class SoftGateArtifact:
         from agent.metadata_process import MetadataServer
         from agent.nft import Nft
 
-        def await_adoption(namespaces: list[str]) -> None:
-            try:
-                if frr is not None:
-                    frr.await_adopted(namespaces)
-            except FrrError as exc:
-                raise LinkError(str(exc)) from None
-
         dhcp = DhcpApplier(Dnsmasq(state_dir / "dnsmasq"),
                            MetadataServer(state_dir / "metadata"))
-        return cls(LinksApplier(Ipr(), await_adoption=await_adoption), Nft(), dhcp,
-                   SocketProber())
+        routing = ZebraWatch(frr) if frr is not None else None
+        return cls(LinksApplier(Ipr(), routing=routing), Nft(), dhcp, SocketProber())
 
     def start_health_loop(self, report: Callable[[list[ObjectStatus]], None]
                           ) -> threading.Event:

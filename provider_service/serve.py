@@ -11,6 +11,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from provider_service.config import DEFAULT_STATE_DIR, SettingsError, ensure_admin_token_file
+from provider_service.stopping import answer_long_polls_on_stop
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -89,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         "control_socket": str(state_dir / "gunicorn.ctl"),
         "accesslog": "-" if args.access_log else None,
         "loglevel": "info",
+        "post_worker_init": answer_long_polls_on_stop,
     }
     _Gunicorn(options).run()
     return 0

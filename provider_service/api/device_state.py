@@ -22,6 +22,7 @@ from provider_service.frr_render import ARTIFACT, render_frr
 from provider_service.models import DeviceConfig, ObjectStatus
 from provider_service.models.device_state import OBJECT_STATES
 from provider_service.softgate_state import compile_softgate_state, render_softgate_state
+from provider_service.stopping import STOPPING
 
 blueprint = Blueprint("device_state", __name__, url_prefix="/v1")
 
@@ -129,9 +130,11 @@ def _render(session: Any, name: str, since: int) -> dict[str, Any]:
 
 
 def _wait_for_change(version: int, deadline: float) -> bool:
-    """Whether the desired-state version moved from `version` before the deadline."""
+    """Whether the desired-state version moved from `version` before the deadline (or
+    the worker's stop)."""
     while time.monotonic() < deadline:
-        time.sleep(min(WAIT_POLL_S, max(0.0, deadline - time.monotonic())))
+        if STOPPING.wait(min(WAIT_POLL_S, max(0.0, deadline - time.monotonic()))):
+            return False  # the worker is stopping: answer now (provider_service.stopping)
         if db().state_version() != version:
             return True
     return False

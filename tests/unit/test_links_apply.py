@@ -99,44 +99,77 @@ def test_creation_order_within_a_domain() -> None:
 
 
 
+class RecordingRoutingDaemon:
+    """Records each wait with the number of changes the fake had made before it."""
+
+    def __init__(self, fake: FakeIpr, *, adopts: bool = True) -> None:
+        self.fake, self.adopts = fake, adopts
+        self.waits: list[tuple[str, str | None, list[str], int]] = []
+
+    def await_adoption(self, namespaces: list[str]) -> None:
+        self.waits.append(("adoption", None, list(namespaces), len(self.fake.calls)))
+        if not self.adopts:
+            raise LinkError(f"zebra has not adopted namespace(s) {', '.join(namespaces)} "
+                            f"within 10 s")
+
+    def await_links(self, netns: str | None, names: list[str]) -> None:
+        self.waits.append(("links", netns, list(names), len(self.fake.calls)))
+
+
+def apply_watched(fake: FakeIpr, data: dict[str, Any], routing: RecordingRoutingDaemon
+                  ) -> ApplyResult:
+    return LinksApplier(fake, routing=routing).apply(LinksState.from_json(data))
+
+
 def test_new_namespaces_are_adopted_by_frr_before_any_link_goes_in() -> None:
     """zebra loses links that are already in a namespace when it adopts it (see
     agent.frr.FrrReload.await_adopted): every new namespace first, one wait for all."""
-    fake, awaited = FakeIpr(), []
-
-    def await_adoption(names: list[str]) -> None:
-        awaited.append((names, len(fake.calls)))
-
-    LinksApplier(fake, await_adoption=await_adoption).apply(LinksState.from_json(links_json(2)))
-    assert len(awaited) == 1
-    names, calls_before = awaited[0]
-    assert names == [D1, D2]
-    assert [call for call in fake.calls[:calls_before] if "namespace" in call] == [
+    fake = FakeIpr()
+    routing = RecordingRoutingDaemon(fake)
+    apply_watched(fake, links_json(2), routing)
+    adoptions = [wait for wait in routing.waits if wait[0] == "adoption"]
+    assert [names for _, _, names, _ in adoptions] == [[D1, D2]]
+    before = fake.calls[:adoptions[0][3]]
+    assert [call for call in before if "namespace" in call] == [
         f"create namespace {D1}", f"create namespace {D2}"]
-    assert not [call for call in fake.calls[:calls_before] if call.startswith("vxr")]
+    assert not [call for call in before if call.startswith("vxr")]
 
 
-def test_existing_namespaces_are_not_awaited() -> None:
+def test_addresses_go_onto_new_links_once_frr_knows_them() -> None:
+    """zebra drops an address that reaches it before its link (agent.frr.await_links)."""
+    fake = FakeIpr()
+    routing = RecordingRoutingDaemon(fake)
+    apply_watched(fake, links_json(1), routing)
+    waits = {(netns, tuple(names)): done for kind, netns, names, done in routing.waits
+             if kind == "links"}
+    assert set(waits) == {(None, ("vxp5000010",)), (D1, ("vxpub",)),
+                          (D1, ("vxb5000010", "vxv5000010", "vxb5000011", "vxv5000011")),
+                          (D1, ("vxb5000012", "vxv5000012"))}
+    for (netns, names), done in waits.items():
+        first_address = next(i for i, call in enumerate(fake.calls) if "add address" in call
+                             and call.rsplit(" to ", 1)[-1] in names)
+        assert done <= first_address, (netns, names)
+
+
+def test_existing_namespaces_and_links_are_not_awaited() -> None:
     fake, data = built()
-    awaited: list[list[str]] = []
-    LinksApplier(fake, await_adoption=awaited.append).apply(LinksState.from_json(data))
-    assert awaited == []
-    LinksApplier(fake, await_adoption=awaited.append).apply(LinksState.from_json(links_json(3)))
-    assert awaited == [["vxr5000030"]]
+    routing = RecordingRoutingDaemon(fake)
+    apply_watched(fake, data, routing)
+    assert routing.waits == []
+    apply_watched(fake, links_json(3), routing)
+    kind, _, names, _ = routing.waits[0]
+    assert (kind, names) == ("adoption", ["vxr5000030"])
 
 
 def test_a_namespace_frr_has_not_adopted_waits_for_the_next_apply() -> None:
     fake, data = FakeIpr(), links_json(1)
-
-    def not_adopted(names: list[str]) -> None:
-        raise LinkError(f"zebra has not adopted namespace(s) {', '.join(names)} within 10 s")
-
-    result = LinksApplier(fake, await_adoption=not_adopted).apply(LinksState.from_json(data))
+    result = apply_watched(fake, data, RecordingRoutingDaemon(fake, adopts=False))
     assert [(s.id, s.reason) for s in result.statuses if s.kind == "domain"] == [
         (D1, f"zebra has not adopted namespace(s) {D1} within 10 s")]
     assert set(fake.namespaces[D1].links) == {"lo"}
     apply(fake, data)  # adopted by now: built, as a fresh apply finds the namespace
     assert "vxv5000011" in fake.namespaces[D1].links
+
 
 def test_new_links_are_made_in_as_few_requests_as_the_kernel_allows() -> None:
     """A bridge with its MAC and up, a VXLAN device enslaved; then its port flags and up
