@@ -223,6 +223,7 @@ def delete_vpc(sim: CloudStackSim, p: Params) -> None:
     vpc = find(sim.db.vpcs, p.required("id"), "VPC")
     if any(n.vpc == vpc.db_id for n in sim.db.networks.values()):
         raise ApiError(PARAM_ERROR, f"VPC {vpc.name} has networks: delete them first")
+    vpc.state = "Inactive"  # VpcManagerImpl.destroyVpc, before it shuts the VPC down
     sim.orchestrator.shutdown_vpc(vpc, [])
     for ip in sim.db.public_ips.values():
         if ip.vpc == vpc.db_id:

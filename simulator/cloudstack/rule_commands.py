@@ -138,6 +138,7 @@ def _drop_load_balancers(sim: CloudStackSim, network: Network, ip: PublicIp) -> 
 def list_ips(sim: CloudStackSim, p: Params) -> list[dict[str, Any]]:
     return [ip_json(sim, ip) for ip in sim.db.public_ips.sorted() if ip.state == "Allocated"
             and p.text("id") in (None, ip.uuid) and p.text("ipaddress") in (None, ip.address)
+            and (p.text("issourcenat") is None or p.boolean("issourcenat", False) == ip.source_nat)
             and _belongs(sim, ip, p)]
 
 
