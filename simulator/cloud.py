@@ -5,8 +5,10 @@ CloudStack stand-in and its KVM agents, with vxgate registered as an operator do
         net = cloud.api.createNetwork(...)          # the real `cs` client
         vm = cloud.api.deployVirtualMachine(...)    # a namespace on hv1 or hv2, DHCP'd
 
-The fabric is `Topology.small()` as simulator/cloud_fabric.py builds it, with only the
-operator's part declared: the tenants come from CloudStack. The service runs under
+The fabric is `Topology.small()` as simulator/cloud_fabric.py builds it (or the topology
+given: `Topology.small(isolation="vlan")` makes a VLAN hand-off site, whose transport
+VLANs are modelled by simulator/vlan_switch.py), with only the operator's part declared:
+the tenants come from CloudStack. The service runs under
 gunicorn (also on a Unix socket, for the agents inside the fabric's namespaces); the
 entry-point is installed in the stand-in's extensions directory and spawned for every
 network event, exactly as NetworkExtensionElement does.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +34,7 @@ from simulator.cloudstack.server import RunningCloudStack, running_cloudstack
 from simulator.fabric import Fabric, wait_until
 from simulator.kvm import FabricKvm, vm_node
 from simulator.topology import Topology
+from simulator.vlan_switch import SoftGateTrunk, VlanSwitch
 
 TOPOLOGY = Topology.small()
 POLL_INTERVAL_S = 0.05  # the cs client's job polling; CloudStack's UI polls every 3 s
@@ -46,6 +49,8 @@ class Cloud:
     api: cs.CloudStack
     registration: list[str]
     timings: dict[str, float] = field(default_factory=dict)
+    topology: Topology = TOPOLOGY
+    trunk: SoftGateTrunk | None = None  # a VLAN hand-off site's SoftGate side
 
     @property
     def sim(self) -> CloudStackSim:
@@ -95,31 +100,42 @@ class Cloud:
 
 
 @contextmanager
-def running_cloud(workers: int = 1) -> Iterator[Cloud]:
+def running_cloud(workers: int = 1, topology: Topology = TOPOLOGY) -> Iterator[Cloud]:
     with running_service_for_agents(workers) as (service, agent_service_url):
         started = time.monotonic()
         # The operator's part only: CloudStack declares the tenants, its KVM agents plug
         # the VMs.
-        with running_fabric(TOPOLOGY, service.ok, agent_service_url) as built:
+        with running_fabric(topology, service.ok, agent_service_url) as built, \
+                ExitStack() as stack:
             built.timings["fabric up"] = time.monotonic() - started
             extensions = built.fabric.dir / "extensions"
             install_entry_point(extensions)
-            hypervisors = TOPOLOGY.hypervisor_names
-            kvm = FabricKvm(built.fabric, {hv: TOPOLOGY.loopback(hv) for hv in hypervisors})
-            sim = CloudStackSim(Site(hosts=hypervisors), kvm=kvm, extensions_dir=extensions)
-            with running_cloudstack(sim) as stack:
-                yield _registered(service, built.fabric, stack, kvm, built.timings)
+            hypervisors = topology.hypervisor_names
+            kvm = FabricKvm(built.fabric, {hv: topology.loopback(hv) for hv in hypervisors})
+            trunk = None
+            if topology.isolation == "vlan":
+                kvm.vlan_switch = VlanSwitch(built.fabric)
+                trunk = stack.enter_context(SoftGateTrunk(
+                    built.fabric, kvm.vlan_switch, topology.softgate_names).running())
+            site = Site(hosts=hypervisors, isolation=topology.isolation.upper(),
+                        physical_network_name=topology.physical_network_name)
+            sim = CloudStackSim(site, kvm=kvm, extensions_dir=extensions)
+            with running_cloudstack(sim) as cloudstack:
+                cloud = _registered(service, built.fabric, cloudstack, kvm, built.timings,
+                                    topology)
+                cloud.trunk = trunk
+                yield cloud
 
 
 def _registered(service: Service, fabric: Fabric, stack: RunningCloudStack, kvm: FabricKvm,
-                timings: dict[str, float]) -> Cloud:
+                timings: dict[str, float], topology: Topology) -> Cloud:
     token_file = fabric.dir / "admin-token"
     token_file.touch(mode=0o600)
     token_file.write_text(service.token)
     started = time.monotonic()
-    lines = register(stack, TOPOLOGY.physical_network_name,
+    lines = register(stack, topology.physical_network_name,
                      f"http://{service.host}:{service.port}", token_file)
     timings["vxgate registered"] = time.monotonic() - started
     api = cs.CloudStack(endpoint=stack.endpoint, key=stack.api_key, secret=stack.secret_key,
                         fetch_result=True, poll_interval=POLL_INTERVAL_S, method="post")
-    return Cloud(service, fabric, stack, kvm, api, lines, timings)
+    return Cloud(service, fabric, stack, kvm, api, lines, timings, topology)

@@ -1,8 +1,11 @@
 """The KVM agents of the simulated cloud, with `network.vxlan.mode=evpn`.
 
-On VM start CloudStack's KVM agent (modifyvxlan-evpn.sh) makes, on the VM's host, one
-VXLAN device and one bridge per broadcast URI (no learning, no multicast group, the
-VTEP address from lo, ARP/ND suppression) and plugs the VM's NICs into them. Here a VM
+On VM start CloudStack's KVM agent makes, on the VM's host, one bridge per broadcast URI
+and plugs the VM's NICs into it. For `vxlan://<VNI>` (modifyvxlan-evpn.sh) the bridge
+holds a VXLAN device (no learning, no multicast group, the VTEP address from lo, ARP/ND
+suppression). For `vlan://<VLAN>` (modifyvlan.sh, a VLAN hand-off site) it holds the
+trunk's `<pif>.<vlan>`; this kernel has no 802.1Q, so the bridge gets a veth to the
+VLAN's segment of the site's switch instead (vlan_switch.py). Here a VM
 is a network namespace whose NICs carry the MACs CloudStack allocated; its guest OS is
 a real DHCP client (dhclient), whose script puts the leased address and default route
 on the NIC and records the lease. Live migration moves the host end of each NIC to the
@@ -17,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from simulator.cloudstack.model import Network, Nic, Vm
-from simulator.fabric import Fabric, run
+from simulator.fabric import Fabric, FabricError, run
+from simulator.vlan_switch import VlanSwitch, host_port, switch_port
 
 DHCLIENT_CONF = "timeout 60;\nretry 1;\ninitial-interval 1;\nbackoff-cutoff 2;\n"
 # dhclient runs it with the lease in its environment: the address and, on the default
@@ -50,6 +54,34 @@ def bridge_name(vni: int) -> str:
     return f"brvx-{vni}"
 
 
+GUEST_PIF = "eth1"  # the hosts' guest traffic label: the trunk on a VLAN site
+
+
+def vlan_bridge_name(vlan: int) -> str:
+    """modifyvlan.sh's bridge: br<pif>-<vlan>."""
+    return f"br{GUEST_PIF}-{vlan}"
+
+
+@dataclass(frozen=True)
+class BroadcastDomain:
+    """A network's broadcast URI as the KVM agent reads it: vxlan://<VNI> or vlan://<id>."""
+
+    scheme: str
+    number: int
+
+    @classmethod
+    def of(cls, uri: str) -> BroadcastDomain:
+        scheme, _, value = uri.partition("://")
+        if scheme not in ("vxlan", "vlan") or not value.isdigit():
+            raise FabricError(f"the KVM agent cannot plug into broadcast URI {uri!r}")
+        return cls(scheme, int(value))
+
+    @property
+    def bridge(self) -> str:
+        return bridge_name(self.number) if self.scheme == "vxlan" \
+            else vlan_bridge_name(self.number)
+
+
 def vm_node(vm: Vm) -> str:
     return f"vm{vm.db_id}"
 
@@ -60,8 +92,10 @@ class FabricKvm:
 
     fabric: Fabric
     vteps: Mapping[str, str]
+    vlan_switch: VlanSwitch | None = None  # a VLAN hand-off site's transport
     placement: dict[int, str] = field(default_factory=dict)  # VM db id -> host
-    segments: dict[tuple[str, int], set[str]] = field(default_factory=dict)  # -> ports
+    # (host, broadcast domain) -> the VM ports in its bridge
+    segments: dict[tuple[str, BroadcastDomain], set[str]] = field(default_factory=dict)
     _vm_nodes: set[str] = field(default_factory=set)
     _dhclients: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
@@ -74,18 +108,19 @@ class FabricKvm:
         if source == host:
             return
         for nic in vm.nics:
-            vni = int(networks[nic.network].broadcast_uri.partition("://")[2])
-            self._attach(vm, nic, host, vni, source)
+            domain = BroadcastDomain.of(networks[nic.network].broadcast_uri)
+            self._attach(vm, nic, host, domain, source)
         self.placement[vm.db_id] = host
         if source is None:
             for nic in vm.nics:
                 self._start_dhcp(vm, nic)
 
-    def _attach(self, vm: Vm, nic: Nic, host: str, vni: int, source: str | None) -> None:
+    def _attach(self, vm: Vm, nic: Nic, host: str, domain: BroadcastDomain,
+                source: str | None) -> None:
         port = port_name(nic)
-        if (host, vni) not in self.segments:
-            self.fabric.ip_batch(host, segment_commands(vni, self.vteps[host]))
-            self.segments[(host, vni)] = set()
+        if (host, domain) not in self.segments:
+            self._build_segment(host, domain)
+            self.segments[(host, domain)] = set()
         if source is None:
             run(["ip", "link", "add", f"eth{nic.device_id}", "netns",
                  self.fabric.ns(vm_node(vm)), "address", nic.mac, "type", "veth", "peer",
@@ -93,9 +128,31 @@ class FabricKvm:
             self.fabric.ip(vm_node(vm), "link", "set", f"eth{nic.device_id}", "up")
         else:
             self.fabric.ip(source, "link", "set", port, "netns", self.fabric.ns(host))
-            self._leave_segment(source, vni, port)
-        self.fabric.ip(host, "link", "set", port, "master", bridge_name(vni), "up")
-        self.segments[(host, vni)].add(port)
+            self._leave_segment(source, domain, port)
+        self.fabric.ip(host, "link", "set", port, "master", domain.bridge, "up")
+        self.segments[(host, domain)].add(port)
+
+    def _build_segment(self, host: str, domain: BroadcastDomain) -> None:
+        if domain.scheme == "vxlan":
+            self.fabric.ip_batch(host, segment_commands(domain.number, self.vteps[host]))
+            return
+        if self.vlan_switch is None:
+            raise FabricError(f"{domain.bridge}: a VLAN network on a site with no VLAN switch")
+        vlan, bridge, uplink = domain.number, domain.bridge, host_port(domain.number)
+        self.fabric.ip_batch(host, [f"link add {bridge} type bridge stp_state 0 "
+                                    "mcast_snooping 0", f"link set {bridge} up"])
+        self.vlan_switch.connect(vlan, switch_port(host, vlan), host, uplink,
+                                 self.fabric.ns(host))
+        self.fabric.ip(host, "link", "set", uplink, "master", bridge, "up")
+
+    def _remove_segment(self, host: str, domain: BroadcastDomain) -> None:
+        if domain.scheme == "vxlan":
+            self.fabric.ip_batch(host, [f"link del vxlan{domain.number}",
+                                        f"link del {domain.bridge}"])
+            return
+        assert self.vlan_switch is not None  # _build_segment made it with the switch
+        self.vlan_switch.disconnect(switch_port(host, domain.number))
+        self.fabric.ip(host, "link", "del", domain.bridge)
 
     def unplug(self, vm: Vm, host: str) -> None:
         """VM stop: its NICs leave the host; the VM's namespace stays, empty."""
@@ -105,18 +162,19 @@ class FabricKvm:
         for nic in vm.nics:
             port = port_name(nic)
             self.fabric.ip(host, "link", "del", port)
-            for (segment_host, vni), ports in list(self.segments.items()):
+            for (segment_host, domain), ports in list(self.segments.items()):
                 if segment_host == host and port in ports:
-                    self._leave_segment(host, vni, port)
+                    self._leave_segment(host, domain, port)
         del self.placement[vm.db_id]
 
-    def _leave_segment(self, host: str, vni: int, port: str) -> None:
-        """The last VM gone, the agent removes the bridge and the VXLAN device."""
-        ports = self.segments[(host, vni)]
+    def _leave_segment(self, host: str, domain: BroadcastDomain, port: str) -> None:
+        """The last VM gone, the agent removes the bridge and its VXLAN device (or its
+        port to the VLAN switch)."""
+        ports = self.segments[(host, domain)]
         ports.discard(port)
         if not ports:
-            del self.segments[(host, vni)]
-            self.fabric.ip_batch(host, [f"link del vxlan{vni}", f"link del {bridge_name(vni)}"])
+            del self.segments[(host, domain)]
+            self._remove_segment(host, domain)
 
     # --- the guest's DHCP client ----------------------------------------------------
 

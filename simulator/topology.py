@@ -82,9 +82,10 @@ class Topology:
             raise TopologyError(f"isolation: {self.isolation!r} is not one of {ISOLATIONS}")
 
     @classmethod
-    def small(cls) -> Topology:
-        """The scenarios' fabric: spine1 over hv1, hv2 and sg1, with up1 upstream."""
-        return cls(spines=1, leaves=0, hypervisors=2, softgates=1)
+    def small(cls, isolation: str = "vxlan") -> Topology:
+        """The scenarios' fabric: spine1 over hv1, hv2 and sg1, with up1 upstream; the
+        guest physical network's isolation as given ("vlan": a VLAN hand-off site)."""
+        return cls(spines=1, leaves=0, hypervisors=2, softgates=1, isolation=isolation)
 
     # --- nodes -------------------------------------------------------------------------
 

@@ -173,7 +173,8 @@ def fw_rule(rule_id: int, kind: str, protocol: str, *, ports: tuple[int, int] | 
             icmp: tuple[int, int] | None = None, public_ip: str | None = None,
             source: Sequence[str] = (), dest: Sequence[str] = ()) -> Json:
     return {"id": rule_id, "type": kind, "protocol": protocol, **_ports(ports, icmp),
-            **({"publicIp": public_ip} if kind == "ingress" else {}),
+            # NEE's getIpAddress: "" for a rule on no public IP (a ROUTED network's).
+            **({"publicIp": public_ip or ""} if kind == "ingress" else {}),
             "sourceCidrs": list(source), "destCidrs": list(dest)}
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from simulator.cloudstack.api import ApiError, ErrorCode, Params
 from simulator.cloudstack.cloud import CloudStackSim
 from simulator.cloudstack.commands import Commands, find
+from simulator.cloudstack.element import ElementError
 from simulator.cloudstack.model import (
     FirewallRule,
     LoadBalancer,
@@ -344,6 +345,55 @@ def list_firewall_rules(sim: CloudStackSim, p: Params) -> list[dict[str, Any]]:
 @commands.list("listEgressFirewallRules", "firewallrule")
 def list_egress_rules(sim: CloudStackSim, p: Params) -> list[dict[str, Any]]:
     return _list_firewall(sim, p, "egress")
+
+
+# --- routing firewall (ROUTED networks, CloudStack 4.20+) -----------------------------
+# RoutedIpv4ManagerImpl: a rule on the network, not on a public IP (the guest addresses
+# are routed), source and destination CIDRs defaulting to 0.0.0.0/0, ingress unless told.
+# It is a Firewall-purpose rule, so apply-fw-rules carries it with the others.
+
+
+def _routed(sim: CloudStackSim, uuid: str) -> Network:
+    network = find(sim.db.networks, uuid, "network")
+    if sim.db.offerings[network.offering].mode != "ROUTED":
+        raise ApiError(PARAM_ERROR, f"Network {network.name} is not a routed network")
+    return network
+
+
+@commands.asynchronous("createRoutingFirewallRule", "firewallrule")
+def create_routing_rule(sim: CloudStackSim, p: Params) -> dict[str, Any]:
+    network = _routed(sim, p.required("networkid"))
+    traffic = (p.text("traffictype") or "ingress").lower()
+    if traffic not in ("ingress", "egress"):
+        raise ApiError(PARAM_ERROR, f"Invalid traffic type {traffic}")
+    db = sim.db
+    rule = db.firewall_rules.add(FirewallRule(
+        db.firewall_rules.next_id(), network=network.db_id, traffic=traffic,
+        source_cidrs=p.csv("cidrlist") or ["0.0.0.0/0"],
+        dest_cidrs=p.csv("destcidrlist") or ["0.0.0.0/0"], **protocol_fields(p)))
+    if network.state == "Implemented":
+        try:
+            sim.orchestrator.apply_firewall(network)
+        except ElementError:
+            # CreateRoutingFirewallRuleCmd.execute revokes a rule it could not apply.
+            del db.firewall_rules[rule.db_id]
+            raise ApiError(ErrorCode.INTERNAL_ERROR,
+                           "Failed to create Routing firewall rule") from None
+    return firewall_json(sim, rule)
+
+
+@commands.list("listRoutingFirewallRules", "firewallrule")
+def list_routing_rules(sim: CloudStackSim, p: Params) -> list[dict[str, Any]]:
+    network = p.text("networkid")
+    return [firewall_json(sim, r) for r in sim.db.firewall_rules.sorted()
+            if r.public_ip is None and p.text("id") in (None, r.uuid)
+            and sim.db.offerings[sim.db.networks[r.network].offering].mode == "ROUTED"
+            and network in (None, sim.db.networks[r.network].uuid)]
+
+
+@commands.asynchronous("deleteRoutingFirewallRule", None)
+def delete_routing_rule(sim: CloudStackSim, p: Params) -> None:
+    _delete_firewall_rule(sim, p)
 
 
 # --- load balancers ------------------------------------------------------------------
