@@ -43,6 +43,9 @@ else:
 # Registration details that carry the service's address and our credential.
 URL_KEY = "vxgate.url"
 TOKEN_KEY = "vxgate.token"
+# "routed" on the registration of the extension that serves ROUTED networks (vxgate
+# cloudstack register); NATTED otherwise. Forwarded to the service with the other details.
+MODE_KEY = "vxgate.network_mode"
 # Keys of the registration details never sent on or printed (protocol.md §2.1: CloudStack
 # passes hidden details, credentials included, to every call).
 SECRET_MARKERS = ("token", "password", "secret", "sshkey", "key")

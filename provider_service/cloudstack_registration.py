@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
-from plugin.vxgate_extension import TOKEN_KEY, URL_KEY
+from plugin.vxgate_extension import MODE_KEY, TOKEN_KEY, URL_KEY
 
 EXTENSION_TYPE = "NetworkOrchestrator"
 RESOURCE_TYPE = "PhysicalNetwork"
@@ -105,6 +105,8 @@ class ExtensionPlan:
     path: str
     description: str
     details: dict[str, str]
+    # physical-network-extension-details of its registration: service URL, token, mode.
+    registration_details: dict[str, str] = field(repr=False)
 
     def create_params(self) -> dict[str, object]:
         return {
@@ -149,24 +151,24 @@ class OfferingPlan:
 
 @dataclass(frozen=True)
 class Plan:
-    extension: ExtensionPlan
+    # The first for NATTED networks and VPCs, the second for ROUTED networks (see
+    # build_plan); both on the same physical network, with the same entry-point.
+    extensions: tuple[ExtensionPlan, ...]
     physical_network: str
     zone: str | None
-    registration_details: dict[str, str] = field(repr=False)
     offerings: tuple[OfferingPlan, ...]
 
 
 def build_plan(options: Options) -> Plan:
-    name = options.name
-    extension = ExtensionPlan(
-        name=name,
-        path=options.entry_point,
-        description="vxgate: EVPN network provider (BGP-EVPN VXLAN, SoftGate gateways)",
-        details={
-            DETAIL_SERVICES: ",".join(SERVICES),
-            DETAIL_CAPABILITIES: json.dumps(CAPABILITIES, separators=(",", ":")),
-            DETAIL_ISOLATION: ISOLATION_METHOD,
-        },
+    """NetworkExtensionElement tells the extension nothing of a network's mode (protocol.md
+    §2.3), so ROUTED networks get an extension of their own, `<name>-routed`, whose
+    registration says `vxgate.network_mode: routed`; its offering names it as provider."""
+    name, routed = extension_names(options.name)
+    connection = {URL_KEY: options.service_url, TOKEN_KEY: options.token}
+    extensions = (
+        extension_plan(name, options.entry_point, SERVICES, connection),
+        extension_plan(routed, options.entry_point, ROUTED_SERVICES,
+                       {**connection, MODE_KEY: "routed"}),
     )
     egress = options.egress_default_allow
     offerings = (
@@ -174,7 +176,7 @@ def build_plan(options: Options) -> Plan:
                      f"{name} isolated network, source NAT", name, NATTED_SERVICES,
                      "NATTED", egress_default_allow=egress, capabilities=PER_ACCOUNT_SNAT),
         OfferingPlan("network", f"{name}-isolated-routed",
-                     f"{name} isolated network, routed (no NAT)", name, ROUTED_SERVICES,
+                     f"{name} isolated network, routed (no NAT)", routed, ROUTED_SERVICES,
                      "ROUTED", egress_default_allow=egress),
         OfferingPlan("network", f"{name}-vpc-tier", f"{name} VPC tier", name,
                      VPC_TIER_SERVICES, "NATTED", forvpc=True, capabilities=PER_ACCOUNT_SNAT),
@@ -182,12 +184,30 @@ def build_plan(options: Options) -> Plan:
         # source NAT is per VPC anyway.
         OfferingPlan("VPC", f"{name}-vpc", f"{name} VPC", name, VPC_TIER_SERVICES, "NATTED"),
     )
-    return Plan(
-        extension=extension,
-        physical_network=options.physical_network,
-        zone=options.zone,
-        registration_details={URL_KEY: options.service_url, TOKEN_KEY: options.token},
-        offerings=offerings,
+    return Plan(extensions=extensions, physical_network=options.physical_network,
+                zone=options.zone, offerings=offerings)
+
+
+def extension_names(name: str = "vxgate") -> tuple[str, str]:
+    """The extension for NATTED networks and VPCs, and the one for ROUTED networks: the
+    entry-point is installed under both on every management server."""
+    return name, f"{name}-routed"
+
+
+def extension_plan(name: str, entry_point: str, services: tuple[str, ...],
+                   registration_details: dict[str, str]) -> ExtensionPlan:
+    return ExtensionPlan(
+        name=name,
+        path=entry_point,
+        description="vxgate: EVPN network provider (BGP-EVPN VXLAN, SoftGate gateways)",
+        details={
+            DETAIL_SERVICES: ",".join(services),
+            DETAIL_CAPABILITIES: json.dumps(
+                {s: c for s, c in CAPABILITIES.items() if s in services},
+                separators=(",", ":")),
+            DETAIL_ISOLATION: ISOLATION_METHOD,
+        },
+        registration_details=registration_details,
     )
 
 
@@ -213,9 +233,10 @@ def reconcile(api: Api, plan: Plan, say: Say, warn: Say) -> None:
     """Make CloudStack hold the plan; one line per step through `say`."""
     # Resolved first: a wrong --physical-network must not leave a half-done registration.
     network = find_physical_network(api, plan.physical_network, plan.zone)
-    extension = ensure_extension(api, plan.extension, say, warn)
-    ensure_registration(api, extension, network, plan.registration_details, say)
-    ensure_provider(api, plan.extension.name, network, say)
+    for wanted in plan.extensions:
+        extension = ensure_extension(api, wanted, say, warn)
+        ensure_registration(api, extension, network, wanted.registration_details, say)
+        ensure_provider(api, wanted.name, network, say)
     for offering in plan.offerings:
         ensure_offering(api, offering, say, warn)
 

@@ -29,7 +29,7 @@ from bench.service import Service
 from simulator.cloud_fabric import running_fabric, running_service_for_agents
 from simulator.cloudstack.cloud import CloudStackSim, Site
 from simulator.cloudstack.model import Vm
-from simulator.cloudstack.operator import install_entry_point, register
+from simulator.cloudstack.operator import install_entry_points, register
 from simulator.cloudstack.server import RunningCloudStack, running_cloudstack
 from simulator.fabric import Fabric, wait_until
 from simulator.kvm import FabricKvm, vm_node
@@ -109,7 +109,7 @@ def running_cloud(workers: int = 1, topology: Topology = TOPOLOGY) -> Iterator[C
                 ExitStack() as stack:
             built.timings["fabric up"] = time.monotonic() - started
             extensions = built.fabric.dir / "extensions"
-            install_entry_point(extensions)
+            install_entry_points(extensions)
             hypervisors = topology.hypervisor_names
             kvm = FabricKvm(built.fabric, {hv: topology.loopback(hv) for hv in hypervisors})
             trunk = None

@@ -31,15 +31,19 @@ class Registration:
     token: str
     password: str = "R3g-p4ss=w0rd&<x>'"
     sshkey: str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjE=\n-----END-----"
+    network_mode: str = ""  # "routed": the registration of the `<name>-routed` extension
 
     @classmethod
     def of(cls, service: Service) -> Registration:
         return cls(f"http://{service.host}:{service.port}", service.token)
 
     def details(self) -> dict[str, str]:
-        return {"vxgate.url": self.url, "vxgate.token": self.token, "hosts": "192.0.2.10",
-                "username": "cloud", "password": self.password, "sshkey": self.sshkey,
-                "physicalnetworkname": PHYSNET_NAME}
+        details = {"vxgate.url": self.url, "vxgate.token": self.token, "hosts": "192.0.2.10",
+                   "username": "cloud", "password": self.password, "sshkey": self.sshkey,
+                   "physicalnetworkname": PHYSNET_NAME}
+        if self.network_mode:
+            details["vxgate.network_mode"] = self.network_mode
+        return details
 
 
 def envelope(registration: Registration, details: Json, payload: Json) -> Json:

@@ -8,8 +8,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from plugin.vxgate_extension import MODE_KEY
 from provider_service.api.body import Body
 from provider_service.errors import BadRequest
+from provider_service.models.tenancy import NETWORK_MODES
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,17 @@ class Event:
     def physnet_name(self) -> str | None:
         name = self.registration.get("physicalnetworkname")
         return name if isinstance(name, str) and name else None
+
+    @property
+    def network_mode(self) -> str:
+        """What the registration of the extension CloudStack called says: "routed" for
+        the `<name>-routed` extension (see cloudstack_registration.build_plan), else
+        "natted"; NetworkExtensionElement's payload itself carries no mode."""
+        mode = self.registration.get(MODE_KEY, "natted")
+        if mode not in NETWORK_MODES:
+            raise BadRequest(f"registration detail {MODE_KEY}: {mode!r} is not one of "
+                             f"{', '.join(NETWORK_MODES)}")
+        return str(mode)
 
     def has(self, key: str) -> bool:
         return self.payload.get(key) not in (None, "")

@@ -97,8 +97,9 @@ def _apply_network(session: Session, event: Event) -> tenancy.NetworkView:
     # The state is what our answer makes it: network_state says "implementing" (and the
     # legacy form and older builds send none), and nothing tells us when it changes.
     extra = {"state": "implemented"}
-    if not event.has("vpc_id"):  # a tier goes where its VPC is
+    if not event.has("vpc_id"):  # a tier goes where its VPC is, in its mode
         extra.update(_physnet(event) or {})
+        extra["mode"] = event.network_mode
     body = event.body(NETWORK_FIELDS, extra)
     return tenancy.apply_network(Sql(session), parse_network(event.text("network_id"), body))
 

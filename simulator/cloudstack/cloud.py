@@ -86,20 +86,25 @@ class CloudStackSim:
 
     # --- the extension that serves a network ----------------------------------------
 
-    def extension_on(self, physical_network: int) -> tuple[Extension, dict[str, str]]:
+    def extension_on(self, physical_network: int, providers: set[str]
+                     ) -> tuple[Extension, dict[str, str]]:
+        """The extension that is one of the offering's providers, with its registration
+        on the physical network: NEE runs as the provider the offering names."""
         for extension in self.db.extensions.sorted():
             for registration in extension.registrations:
-                if registration.physical_network == physical_network:
+                if registration.physical_network == physical_network and \
+                        extension.name in providers:
                     return extension, registration.details
-        raise ElementError("no NetworkOrchestrator extension is registered on physical "
-                           f"network {physical_network}")
+        raise ElementError(f"no NetworkOrchestrator extension of {', '.join(sorted(providers))}"
+                           f" is registered on physical network {physical_network}")
 
     def element_of(self, on: Network | Vpc) -> Element:
         """NEE's element for the network's (or the VPC's) physical network; its details
         re-read for every call, as ExtensionHelper does."""
         physical_network = on.physical_network if isinstance(on, Network) \
             else self.vpc_physical_network()
-        extension, details = self.extension_on(physical_network)
+        providers = set(self.db.offerings[on.offering].services.values())
+        extension, details = self.extension_on(physical_network, providers)
         if extension.state != "Enabled":
             raise ElementError(f"extension {extension.name} is not enabled")
         path = self.extensions_dir / extension.path

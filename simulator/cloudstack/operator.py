@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 from bench.service import console_script, with_this_checkout
+from provider_service.cloudstack_registration import extension_names
 from simulator.cloudstack.element import REPO
 from simulator.cloudstack.server import RunningCloudStack
 
@@ -24,6 +25,12 @@ def install_entry_point(extensions_dir: Path, name: str = "vxgate") -> Path:
         shutil.copy(REPO / "plugin" / file, directory / file)
         (directory / file).chmod(0o755)
     return directory / ENTRY_POINT_FILES[0]
+
+
+def install_entry_points(extensions_dir: Path) -> None:
+    """The entry-point under each extension `vxgate cloudstack register` creates."""
+    for name in extension_names():
+        install_entry_point(extensions_dir, name)
 
 
 def register(cloud: RunningCloudStack, physical_network: str, service_url: str,

@@ -16,7 +16,7 @@ import pytest
 
 from bench.service import Service, running_service
 from simulator.cloudstack.cloud import CloudStackSim, Site
-from simulator.cloudstack.operator import install_entry_point, register
+from simulator.cloudstack.operator import install_entry_points, register
 from simulator.cloudstack.server import RunningCloudStack, running_cloudstack
 
 
@@ -48,7 +48,7 @@ def cloud() -> Iterator[Cloud]:
             "zone_id": "1", "name": "guest", "l2vni_range": "10000-10999",
             "l3vni_range": "50000-50999"})
         extensions = Path(scratch) / "extensions"
-        install_entry_point(extensions)
+        install_entry_points(extensions)
         token = Path(scratch) / "token"
         token.write_text(service.token)
         with running_cloudstack(CloudStackSim(Site(), extensions_dir=extensions)) as stand_in:

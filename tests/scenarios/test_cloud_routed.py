@@ -5,9 +5,8 @@ CIDR from RFC 2544's 198.18.0.0/15 so the simulator can route it, VMs on hv1 and
 What CloudStack promises for ROUTED mode: no NAT at all; the guest CIDR is announced
 upstream (here sg1 to up1 over BGP), so the internet reaches the VMs by their own
 addresses; ingress is closed until a routing firewall rule (createRoutingFirewallRule,
-CloudStack 4.20+) opens it. The last four tests are held by two service bugs, each
-named in its xfail reason (strict: they fail the run once the bug is fixed, so the
-marks come off with the fix).
+CloudStack 4.20+) opens it. The network's mode reaches the service through the
+registration of the `vxgate-routed` extension (NEE's payload carries none).
 """
 
 from __future__ import annotations
@@ -28,14 +27,6 @@ GATEWAY, NETMASK, CIDR = "198.18.20.1", "255.255.255.0", "198.18.20.0/24"  # RFC
 SERVICE_PORT = 8080
 NO_ROUTE = f"up1 has no BGP route to {CIDR}"
 
-# provider_service/cloudstack/networks.py builds the network from NEE's payload, which
-# carries no network mode (protocol.md §2.3, addNetworkToPayload), and api/networks.py
-# parse_network defaults mode to "natted": a network of the ROUTED offering is recorded
-# NATTED, so sg1 announces nothing for it (frr_intent: routed CIDRs only) and routes
-# nothing into its domain.
-NOT_ROUTED = pytest.mark.xfail(strict=True, reason=(
-    "service bug: the CloudStack path records every network as natted; implement-network "
-    "carries no network mode and cloudstack/networks.py never sets one"))
 # A ROUTED network's ingress rule has no public IP: NEE sends publicIp "" with destCidrs
 # (RoutedIpv4ManagerImpl.createRoutingFirewallRule, NEE applyFWRules); the service's
 # api/rule_parsing.py _firewall_rule refuses an ingress rule without publicIp (and its
@@ -44,9 +35,6 @@ NOT_ROUTED = pytest.mark.xfail(strict=True, reason=(
 INGRESS_REFUSED = ("service bug: apply-fw-rules refuses an ingress rule without publicIp, "
                    "which every ROUTED network's rule is")
 NO_ROUTED_INGRESS = pytest.mark.xfail(strict=True, reason=INGRESS_REFUSED)
-NEITHER = pytest.mark.xfail(strict=True, reason=(
-    "both service bugs: the network is recorded natted (no route from up1), and its "
-    "routing firewall rules are refused"))
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +115,6 @@ def test_a_routed_network_has_no_public_ip_and_no_nat(cloud: Cloud,
                    for spawn in cloud.sim.spawns())
 
 
-@NOT_ROUTED
 def test_the_service_records_the_network_routed(cloud: Cloud,
                                                 routed: dict[str, Any]) -> None:
     network = cloud.sim.db.networks.by_uuid(routed["network"]["id"])
@@ -136,7 +123,6 @@ def test_the_service_records_the_network_routed(cloud: Cloud,
     assert (recorded["cidr"], recorded["mode"]) == (CIDR, "routed")
 
 
-@NOT_ROUTED
 def test_up1_learns_the_guest_cidr_from_sg1(cloud: Cloud, routed: dict[str, Any]) -> None:
     assert announced_to_up1(cloud, routed), NO_ROUTE
     paths = cloud.fabric.vtysh_json("up1", "show ip bgp json")["routes"][CIDR]
@@ -144,7 +130,6 @@ def test_up1_learns_the_guest_cidr_from_sg1(cloud: Cloud, routed: dict[str, Any]
     assert {hop["ip"] for path in paths for hop in path["nexthops"]} == {sg1_wan}
 
 
-@NOT_ROUTED
 def test_a_vm_reaches_the_internet_with_its_own_address(cloud: Cloud,
                                                         routed: dict[str, Any]) -> None:
     app1 = routed["vms"][0]
@@ -171,7 +156,7 @@ def test_a_routing_firewall_rule_is_applied(cloud: Cloud, routed: dict[str, Any]
     assert api.listRoutingFirewallRules(networkid=net["id"], fetch_list=True) == []
 
 
-@NEITHER
+@NO_ROUTED_INGRESS
 def test_ingress_is_closed_until_a_routing_firewall_rule_opens_it(
         cloud: Cloud, routed: dict[str, Any]) -> None:
     api, net = cloud.api, routed["network"]

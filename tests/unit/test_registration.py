@@ -170,7 +170,7 @@ def test_first_run_creates_everything_in_order() -> None:
     fake = FakeCloudStack()
     lines, warnings = register(fake)
     assert [c for c, _ in fake.changes] == [
-        "createExtension", "registerExtension",
+        "createExtension", "registerExtension", "createExtension", "registerExtension",
         "createNetworkOffering", "updateNetworkOffering",
         "createNetworkOffering", "updateNetworkOffering",
         "createNetworkOffering", "updateNetworkOffering",
@@ -181,6 +181,10 @@ def test_first_run_creates_everything_in_order() -> None:
         "/usr/share/cloudstack-management/extensions/vxgate/vxgate_extension.py)",
         "created registration of vxgate on physical network guest",
         "unchanged network service provider vxgate on physical network guest",
+        "created extension vxgate-routed (entry-point "
+        "/usr/share/cloudstack-management/extensions/vxgate-routed/vxgate_extension.py)",
+        "created registration of vxgate-routed on physical network guest",
+        "unchanged network service provider vxgate-routed on physical network guest",
         "created network offering vxgate-isolated-natted",
         "created network offering vxgate-isolated-routed",
         "created network offering vxgate-vpc-tier",
@@ -188,9 +192,9 @@ def test_first_run_creates_everything_in_order() -> None:
     ]
     # The fake reports the entry-point missing, as CloudStack does before it is deployed.
     assert warnings == [
-        "CloudStack reports /usr/share/cloudstack-management/extensions/vxgate/"
+        f"CloudStack reports /usr/share/cloudstack-management/extensions/{name}/"
         "vxgate_extension.py not ready (yet): install the entry-point on every management "
-        "server (docs/cloudstack-registration.md)"]
+        "server (docs/cloudstack-registration.md)" for name in ("vxgate", "vxgate-routed")]
 
 
 def test_extension_parameters() -> None:
@@ -230,8 +234,11 @@ def test_registration_parameters_use_extensionid() -> None:
 def test_registration_keys_are_the_entry_points() -> None:
     from plugin import vxgate_extension
 
-    details = reg.build_plan(options()).registration_details
-    assert set(details) == {vxgate_extension.URL_KEY, vxgate_extension.TOKEN_KEY}
+    natted, routed = reg.build_plan(options()).extensions
+    assert set(natted.registration_details) == {vxgate_extension.URL_KEY,
+                                                vxgate_extension.TOKEN_KEY}
+    assert routed.registration_details == {**natted.registration_details,
+                                           vxgate_extension.MODE_KEY: "routed"}
 
 
 def test_isolated_natted_offering() -> None:
@@ -258,6 +265,8 @@ def test_routed_offering_translates_nothing() -> None:
     register(fake, egress_default_allow=False)
     params = offering_params(fake, "vxgate-isolated-routed")
     assert params["networkmode"] == "ROUTED"
+    # Served by the routed extension: its registration tells the service the mode.
+    assert {entry["provider"] for entry in params["serviceproviderlist"]} == {"vxgate-routed"}
     assert params["supportedservices"] == "Firewall,Dhcp,Dns,UserData,Gateway,CustomAction"
     assert "servicecapabilitylist" not in params
     assert params["egressdefaultpolicy"] == "false"
@@ -289,7 +298,7 @@ def test_second_run_changes_nothing() -> None:
     lines, warnings = register(fake)
     assert len(fake.changes) == before
     assert all(line.startswith("unchanged ") for line in lines), lines
-    assert len(lines) == 7
+    assert len(lines) == 10
     assert warnings == [w for w in warnings if "not ready" in w]
 
 
@@ -303,6 +312,10 @@ def test_changed_token_updates_the_registration_only() -> None:
         "extensionid": "ext-1", "resourcetype": "PhysicalNetwork", "resourceid": "pn-1",
         "details": [{"vxgate.url": URL}, {"vxgate.token": "another-token-0123456789"},
                     {"sshkey-note": "kept"}],
+    }), ("updateRegisteredExtension", {
+        "extensionid": "ext-2", "resourcetype": "PhysicalNetwork", "resourceid": "pn-1",
+        "details": [{"vxgate.url": URL}, {"vxgate.token": "another-token-0123456789"},
+                    {"vxgate.network_mode": "routed"}],
     })]
     assert "updated registration of vxgate on physical network guest: vxgate.token" in lines
     assert not any("another-token" in line for line in lines)
@@ -441,7 +454,7 @@ def test_cli_run_prints_one_line_per_step(capsys: pytest.CaptureFixture[str]) ->
     fake = FakeCloudStack()
     assert run_cli(fake, *BASIC, "--token", TOKEN) == 0
     out, err = capsys.readouterr()
-    assert len(out.splitlines()) == 7
+    assert len(out.splitlines()) == 10
     assert err.startswith("warning: ")
     assert fake.changes[1][1]["details"] == [{"vxgate.url": URL}, {"vxgate.token": TOKEN}]
     assert run_cli(fake, *BASIC, "--token", TOKEN) == 0
