@@ -8,7 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from simulator import evpn_fabric
-from simulator.fabric import missing_prerequisites
+from simulator.cloud import TOPOLOGY, Cloud, running_cloud
+from simulator.fabric import missing_prerequisites, run
+from simulator.topology import Topology
 
 
 def require_fabric_prerequisites() -> None:
@@ -25,3 +27,13 @@ def small_fabric() -> Iterator[evpn_fabric.SmallFabric]:
     with evpn_fabric.running() as small:
         yield small
     assert not small.fabric.dir.exists()
+
+
+def scenario_cloud(topology: Topology = TOPOLOGY) -> Iterator[Cloud]:
+    """A whole cloud for one test module (`yield from` it in a module-scoped fixture);
+    afterwards nothing of it may be left."""
+    require_fabric_prerequisites()
+    with running_cloud(topology=topology) as running:
+        yield running
+    assert not running.fabric.dir.exists()
+    assert running.fabric.prefix not in run(["ip", "netns", "list"]).stdout

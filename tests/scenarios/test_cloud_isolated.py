@@ -1,5 +1,6 @@
 """An isolated network driven through the CloudStack stand-in with the real `cs` client:
-every change is a CloudStack API call, every packet crosses the real fabric.
+every change is a CloudStack API call, every packet crosses the real fabric. The same
+checks run on a VLAN hand-off site (test_cloud_vlan.py imports them).
 
 The cloud (simulator/cloud.py) registers vxgate as an operator does; VMs are namespaces
 on hv1 and hv2 that get their address from the SoftGate by DHCP. Each test waits for
@@ -15,22 +16,19 @@ from typing import Any
 import pytest
 
 from simulator import leftovers
-from simulator.cloud import Cloud, running_cloud
+from simulator.cloud import Cloud
 from simulator.evpn_fabric import INTERNET_HOST
 from simulator.fabric import wait_until
-from simulator.kvm import bridge_name
+from simulator.kvm import BroadcastDomain
 from simulator.traffic import FETCH, connect, server_in
-from tests.scenarios.conftest import require_fabric_prerequisites
+from tests.scenarios.conftest import scenario_cloud
 
 USER_DATA = "#cloud-config\nhostname: web1\n"
 
 
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[Cloud]:
-    require_fabric_prerequisites()
-    with running_cloud() as running:
-        yield running
-    assert not running.fabric.dir.exists()
+    yield from scenario_cloud()
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +165,7 @@ def test_delete_network_leaves_nothing_behind(cloud: Cloud, isolated: dict[str, 
     api, net = cloud.api, isolated["network"]
     network_id = str(cloud.sim.db.networks.by_uuid(net["id"]).db_id)  # type: ignore[union-attr]
     served = cloud.service.ok("GET", f"/v1/networks/{network_id}")
-    vni = int(served["broadcast_uri"].removeprefix("vxlan://"))
+    segment = BroadcastDomain.of(served["broadcast_uri"])  # vxlan://<VNI> or vlan://<id>
     l3vni = served["l3vni"]
     domain = f"vxr{l3vni}"
     assert domain in leftovers.softgate_namespaces(cloud.fabric)
@@ -183,15 +181,15 @@ def test_delete_network_leaves_nothing_behind(cloud: Cloud, isolated: dict[str, 
         found = []
         if domain in leftovers.softgate_namespaces(fabric):
             found.append(f"namespace {domain}")
-        if {vni, l3vni} & leftovers.evpn_vnis(fabric, "sg1"):
+        if {segment.number, l3vni} & leftovers.evpn_vnis(fabric, "sg1"):
             found.append("VNIs in sg1's zebra")
         if domain in leftovers.vrf_lines(fabric, "sg1"):
             found.append(f"vrf {domain} in sg1's config")
         if network_id in leftovers.dnsmasq_directories(fabric):
             found.append("dnsmasq files")
         for hv in ("hv1", "hv2"):
-            if bridge_name(vni) in leftovers.bridges(fabric, hv):
-                found.append(f"{bridge_name(vni)} on {hv}")
+            if segment.bridge in leftovers.bridges(fabric, hv):
+                found.append(f"{segment.bridge} on {hv}")
         return found
 
     wait_until("nothing of net1 to be left", lambda: not remaining(), timeout=20)

@@ -17,11 +17,11 @@ from typing import Any
 import cs
 import pytest
 
-from simulator.cloud import Cloud, running_cloud
+from simulator.cloud import Cloud
 from simulator.evpn_fabric import INTERNET_HOST
-from simulator.fabric import FabricError, run, wait_until
+from simulator.fabric import FabricError, wait_until
 from simulator.traffic import connect, server_in
-from tests.scenarios.conftest import require_fabric_prerequisites
+from tests.scenarios.conftest import scenario_cloud
 
 GATEWAY, NETMASK, CIDR = "198.18.20.1", "255.255.255.0", "198.18.20.0/24"  # RFC 2544
 SERVICE_PORT = 8080
@@ -39,12 +39,7 @@ NO_ROUTED_INGRESS = pytest.mark.xfail(strict=True, reason=INGRESS_REFUSED)
 
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[Cloud]:
-    require_fabric_prerequisites()
-    with running_cloud() as running:
-        yield running
-    assert not running.fabric.dir.exists()
-    namespaces = run(["ip", "netns", "list"]).stdout
-    assert running.fabric.prefix not in namespaces
+    yield from scenario_cloud()
 
 
 @pytest.fixture(scope="module")

@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 
 from simulator import leftovers
-from simulator.cloud import Cloud, running_cloud
+from simulator.cloud import Cloud
 from simulator.evpn_fabric import INTERNET_HOST
 from simulator.fabric import FabricError, run, wait_until
 from simulator.traffic import connect, server_in
-from tests.scenarios.conftest import require_fabric_prerequisites
+from tests.scenarios.conftest import scenario_cloud
 
 # Generous: the machine has two cores and other simulator runs may share them.
 TRAFFIC_TIMEOUT_S = 20.0
@@ -61,10 +61,7 @@ class Footprint:
 
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[Cloud]:
-    require_fabric_prerequisites()
-    with running_cloud() as running:
-        yield running
-    assert not running.fabric.dir.exists()
+    yield from scenario_cloud()
 
 
 @pytest.fixture(scope="module")
