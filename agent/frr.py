@@ -88,13 +88,16 @@ class FrrReload:
         VNIs never advertised. Links made after adoption arrive as events, which are
         safe. When FRR is not running there is nothing to wait for: zebra's dump at start
         comes before EVPN is enabled, and reads no FDB."""
-        wanted = set(namespaces)
+        wanted, started = set(namespaces), time.monotonic()
         try:
             wanted -= self._adopted()
         except FrrError as exc:
             log.warning("not waiting for zebra to adopt %s: %s", ", ".join(sorted(wanted)), exc)
             return
-        self._await_adopted(wanted)
+        self._await_adopted(set(wanted))
+        if wanted:
+            log.info("zebra adopted %s in %.2f s", ", ".join(sorted(wanted)),
+                     time.monotonic() - started)
 
     def await_links(self, vrf: str, names: Iterable[str]) -> None:
         """Wait until zebra knows these new links of a VRF (its namespace), before any

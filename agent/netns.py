@@ -92,18 +92,21 @@ def create(name: str) -> None:
     """A new named namespace; FileExistsError when the name is taken."""
     _shared_directory()
     path = f"{NETNS_DIR}/{name}"
-    os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
-    try:
-        with open("/proc/thread-self/ns/net", "rb") as home:
-            _check(_libc.unshare(CLONE_NEWNET), "unshare")
+    with open("/proc/thread-self/ns/net", "rb") as home:
+        _check(_libc.unshare(CLONE_NEWNET), "unshare")
+        try:
+            # The file appears only once the namespace exists, to be bound at once: FRR's
+            # zebra -n tries a new file as soon as it appears and, when it is not a
+            # namespace yet, again only a second later (agent.frr.await_adopted).
+            os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0o444))
             try:
                 _check(_libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none",
                                    MS_BIND, None), f"mount {path}")
-            finally:
-                _setns(home.fileno())
-    except BaseException:
-        os.unlink(path)
-        raise
+            except BaseException:
+                os.unlink(path)
+                raise
+        finally:
+            _setns(home.fileno())
 
 
 def remove(name: str) -> None:
