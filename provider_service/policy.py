@@ -42,7 +42,8 @@ class TrafficMatchSpec:
 @dataclass(frozen=True, kw_only=True)
 class FirewallRuleSpec(TrafficMatchSpec):
     rule_id: int
-    public_ip: str | None = None  # ingress only
+    public_ip: str | None = None  # ingress rules of a NATTED network only
+    # Egress: destinations. ROUTED ingress: the guest addresses opened ("": the network).
     dest_cidrs: str = ""
 
 
@@ -105,6 +106,9 @@ def apply_firewall(session: Session, spec: FirewallSpec) -> Network:
     network = locked_network(session, spec.network_id)
     if spec.cidr is not None and ipaddress.ip_network(spec.cidr) != _cidr(network):
         raise Conflict(f"cidr: {spec.cidr} is not network {network.id}'s CIDR {network.cidr}")
+    for index, rule in enumerate(spec.rules):
+        if rule.direction == "ingress":
+            _check_ingress(network, rule, f"rules[{index}]")
     ips = _public_ips(session, network, [rule.public_ip for rule in spec.rules])
     wanted = [_firewall_row(network, rule, ips) for rule in spec.rules]
     network.default_egress_allow = spec.default_egress_allow
@@ -117,6 +121,33 @@ def firewall_rules(session: Session, network_id: str) -> Sequence[FirewallRule]:
         select(FirewallRule).where(FirewallRule.network_id == network_id)
         .order_by(FirewallRule.rule_id)
     ).all()
+
+
+def _check_ingress(network: Network, rule: FirewallRuleSpec, where: str) -> None:
+    """A NATTED network's ingress rule guards one of its public IPs. A ROUTED network has
+    no NAT: its ingress rules (CloudStack's routing firewall rules) open guest addresses,
+    their destCidrs (none: the whole network), and name no public IP."""
+    mode = _mode(network)
+    if mode != "routed":
+        if rule.public_ip is None:
+            raise BadRequest(f"{where}.publicIp: network {network.id} is {mode.upper()}: "
+                             "its ingress rules need a public IP")
+        return
+    if rule.public_ip is not None:
+        raise BadRequest(f"{where}.publicIp: network {network.id} is ROUTED, without NAT: "
+                         "its ingress rules open guest addresses (destCidrs), not a public IP")
+    cidr = ipaddress.IPv4Network(network.cidr)  # a network's CIDR is IPv4
+    for text in filter(None, rule.dest_cidrs.split(",")):
+        dest = ipaddress.ip_network(text)
+        # IPv6 entries are left to the IPv6 firewall (not in the agent's contract yet).
+        if isinstance(dest, ipaddress.IPv4Network) and not dest.overlaps(cidr):
+            raise BadRequest(f"{where}.destCidrs: {dest} is outside network {network.id}'s "
+                             f"CIDR {cidr}")
+
+
+def _mode(network: Network) -> str:
+    """natted or routed: a VPC tier's is its VPC's."""
+    return network.vpc.mode if network.vpc is not None else network.mode
 
 
 def _firewall_row(

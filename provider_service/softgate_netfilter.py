@@ -9,6 +9,10 @@ agent would refuse is decided here, each case with its reason:
   packet and is left out (an empty list would mean "anywhere").
 - ROUTED mode has no NAT (CloudStack's own rule; the agent refuses it): source NAT,
   static NAT, port forwards and load balancers of a routed domain are not emitted.
+- An ingress rule opens a public IP in a NATTED network and guest addresses in a ROUTED
+  one: its destination CIDRs clipped to the network, the whole network when it names
+  none. A rule that does not fit its network's mode now (the mode changed after it was
+  written) is left out: it would open the wrong thing.
 - A VPC has no firewall on its public IPs (its tiers' ACLs govern; the agent refuses
   firewall rules in a VPC): firewall rules stored for a tier are not emitted.
 - Ambiguity the database does not forbid (two static NATs to one guest address, one
@@ -214,37 +218,65 @@ def _port_forwards(session: Session, zone_id: str) -> dict[str, list[Json]]:
 
 
 def _firewall_rules(session: Session, zone_id: str) -> dict[str, list[Json]]:
+    # Firewall rules reach isolated domains only (compile_domain), whose mode is their
+    # network's.
     rows = session.execute(
-        select(FirewallRule, PublicIp.address)
+        select(FirewallRule, PublicIp.address, Network.mode, Network.cidr)
         .options(lazyload(FirewallRule.public_ip))  # the address comes with the row
         .outerjoin(PublicIp, PublicIp.id == FirewallRule.public_ip_id)
         .join(Network, Network.id == FirewallRule.network_id)
         .where(Network.zone_id == zone_id))
-    return _by_network((rule.network_id, item) for rule, address in rows
-                       if (item := _firewall_rule(rule, address)) is not None)
+    return _by_network(
+        (rule.network_id, item) for rule, address, mode, cidr in rows
+        if (item := _firewall_rule(rule, address, cidr if mode == "routed" else None))
+        is not None)
 
 
-def _firewall_rule(rule: FirewallRule, public_ip: str | None) -> Json | None:
-    out: Json = {"id": str(rule.rule_id), "direction": rule.direction,
-                 "network": agent_id(rule.network_id), **_match(rule)}
+def _firewall_rule(rule: FirewallRule, public_ip: str | None, routed_cidr: str | None
+                   ) -> Json | None:
+    """`routed_cidr`: the network's CIDR if it is ROUTED, None if it is NATTED."""
     sources = _ipv4_cidrs(rule.source_cidrs)
-    if sources is None:
+    target = _target(rule, public_ip, routed_cidr)
+    if sources is None or target is None:
         return None
+    out: Json = {"id": str(rule.rule_id), "direction": rule.direction,
+                 "network": agent_id(rule.network_id), **_match(rule), **target}
     if sources:
         out["source_cidrs"] = sources
-    if rule.direction == "ingress":
-        if public_ip is None:
-            return None  # the database's check constraint makes this impossible
-        # The destination of an ingress rule is its public IP; CloudStack's destination
-        # CIDRs apply to egress rules only (the agent refuses both together).
-        out["public_ip"] = public_ip
-        return out
-    destinations = _ipv4_cidrs(rule.dest_cidrs)
-    if destinations is None:
-        return None
-    if destinations:
-        out["dest_cidrs"] = destinations
     return out
+
+
+def _target(rule: FirewallRule, public_ip: str | None, routed_cidr: str | None
+            ) -> Json | None:
+    """Where a rule lets traffic go, as the agent reads it ({}: anywhere); None when it
+    can let nothing go, so that it is left out."""
+    if rule.direction == "egress":
+        destinations = _ipv4_cidrs(rule.dest_cidrs)
+        if destinations is None:
+            return None
+        return {"dest_cidrs": destinations} if destinations else {}
+    if routed_cidr is None:
+        # NATTED: the destination is the public IP; CloudStack's destination CIDRs do
+        # not apply (the agent refuses both together). None: written while ROUTED.
+        return None if public_ip is None else {"public_ip": public_ip}
+    guests = _guest_destinations(rule.dest_cidrs, routed_cidr)
+    if public_ip is not None or guests is None:
+        return None  # written for NAT before the network turned ROUTED, or opens nothing
+    return {"dest_cidrs": guests}
+
+
+def _guest_destinations(stored: str, cidr: str) -> list[str] | None:
+    """What a ROUTED ingress rule opens: its IPv4 destinations clipped to the network (a
+    supernet means the whole network), or the whole network when it names none. None
+    when none of them is in the network: the agent reads no destinations as anywhere."""
+    network = ipaddress.IPv4Network(cidr)
+    wanted = _ipv4_cidrs(stored)
+    if wanted is None:
+        return None
+    nets = [ipaddress.IPv4Network(text) for text in wanted] or [network]
+    clipped = [net if net.subnet_of(network) else network for net in nets
+               if net.overlaps(network)]
+    return [str(net) for net in ipaddress.collapse_addresses(clipped)] or None
 
 
 def _acl_items(session: Session, zone_id: str) -> dict[str, list[Json]]:

@@ -218,9 +218,11 @@ def _firewall_rule(item: object, where: str) -> policy.FirewallRuleSpec:
     rule = Body.nested(item, _FIREWALL_RULE_FIELDS, where)
     direction = rule.get("type", _choice(DIRECTIONS))
     protocol = rule.get("protocol", _choice(FIREWALL_PROTOCOLS))
+    # Whether an ingress rule needs a public IP depends on the network's mode (NATTED:
+    # one; ROUTED: none, NEE sends ""): policy.apply_firewall decides, knowing it.
     public_ip = rule.get("publicIp", parse_ipv4, None)
-    if (direction == "ingress") != (public_ip is not None):
-        raise BadRequest(f"{where}.publicIp: ingress rules need one, egress rules take none")
+    if direction == "egress" and public_ip is not None:
+        raise BadRequest(f"{where}.publicIp: egress rules take none")
     port_start, port_end, icmp_type, icmp_code = _ports(rule, protocol, where)
     return policy.FirewallRuleSpec(
         rule_id=rule.get("id", parse_rule_id), direction=direction, protocol=protocol,

@@ -315,7 +315,9 @@ SCHEMAS: dict[str, Any] = {
     "FirewallRule": _object(["id", "type", "protocol"], {
         "id": _INT, "type": {"enum": ["ingress", "egress"]},
         "protocol": {"enum": ["tcp", "udp", "icmp", "all"]}, **_RULE_PORTS,
-        "publicIp": {"type": ["string", "null"], "description": "ingress rules only"},
+        "publicIp": {"type": ["string", "null"], "description": (
+            "ingress rules of a NATTED network only; a ROUTED network's ingress rules open "
+            "guest addresses, destCidrs (none: the whole network)")},
         "sourceCidrs": _CIDRS, "destCidrs": _CIDRS}),
     "Firewall": _object(["default_egress_allow", "rules"], {
         "default_egress_allow": _BOOL, "cidr": {**_STR, "description": "the network's CIDR"},

@@ -54,7 +54,9 @@ def delete_port_forward(session: Session, event: Event) -> None:
 
 
 def apply_fw_rules(session: Session, event: Event) -> None:
-    """CloudStack sends the network's whole firewall (protocol.md row 11)."""
+    """CloudStack sends the network's whole firewall (protocol.md row 11). A ROUTED
+    network's ingress rules (routing firewall rules) come with publicIp "" and the guest
+    addresses they open in destCidrs; policy.apply_firewall checks them by mode."""
     body = Body.nested(event.payload.get("fw_rules"), p.FIREWALL_FIELDS, "payload.fw_rules")
     policy.apply_firewall(session, p.parse_firewall(event.text("network_id"), body))
 

@@ -122,10 +122,10 @@ class FirewallRule(TrafficMatch, Timestamped, Base):
     __table_args__ = (
         CheckConstraint("direction IN ('ingress', 'egress')", name="direction"),
         CheckConstraint("protocol IN ('tcp', 'udp', 'icmp', 'all')", name="protocol"),
-        # Ingress rules guard one of our public IPs; egress rules have none.
-        CheckConstraint(
-            "(direction = 'ingress') = (public_ip_id IS NOT NULL)", name="public_ip"
-        ),
+        # Egress rules have no public IP. An ingress rule guards one of our public IPs
+        # in a NATTED network and names guest addresses (dest_cidrs) in a ROUTED one,
+        # which has no NAT: the network's mode decides (policy.apply_firewall).
+        CheckConstraint("direction = 'ingress' OR public_ip_id IS NULL", name="public_ip"),
         *_port_checks(),
     )
 
@@ -136,6 +136,8 @@ class FirewallRule(TrafficMatch, Timestamped, Base):
     public_ip_id: Mapped[int | None] = mapped_column(
         ForeignKey("public_ips.id", ondelete="CASCADE"), index=True
     )
+    # Egress: destinations. A ROUTED network's ingress: the guest addresses it opens
+    # (empty: the whole network). A NATTED network's ingress: kept, not applied.
     dest_cidrs: Mapped[str] = mapped_column(Text, default="")
 
     public_ip: Mapped[PublicIp | None] = relationship(lazy="joined")

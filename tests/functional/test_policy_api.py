@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from provider_service.models.rules import AclItem, FirewallRule, LbBackend, LbRule
-from tests.conftest import Api
+from tests.conftest import ZONE, Api
 from tests.functional.test_nat_api import (
     IPS,
     NET,
@@ -18,6 +18,7 @@ from tests.functional.test_nat_api import (
     count,
     created,
     forward_path,
+    network,
     tenants,  # noqa: F401  (fixture)
 )
 
@@ -104,8 +105,11 @@ def test_firewall_of_a_vpc_tier_may_use_the_vpc_address(api: Api, addresses: Non
     ("body", "status", "message"),
     [
         (fw_rules(fw_rule(), fw_rule()), 400, "rules[1].id: 1 appears twice"),
-        (fw_rules(fw_rule(publicIp=None)), 400, "rules[0].publicIp: ingress rules need one"),
-        (fw_rules(fw_rule(type="egress")), 400, "rules[0].publicIp: ingress rules need one"),
+        (fw_rules(fw_rule(publicIp=None)), 400,
+         "rules[0].publicIp: network 42 is NATTED: its ingress rules need a public IP"),
+        (fw_rules(fw_rule(), fw_rule(2, publicIp="")), 400,  # NEE's "" for no address
+         "rules[1].publicIp: network 42 is NATTED: its ingress rules need a public IP"),
+        (fw_rules(fw_rule(type="egress")), 400, "rules[0].publicIp: egress rules take none"),
         (fw_rules(fw_rule(type="forward")), 400, "rules[0].type: 'forward' is not one of"),
         (fw_rules(fw_rule(protocol="gre")), 400, "rules[0].protocol: 'gre' is not one of"),
         (fw_rules(fw_rule(protocol="icmp")), 400, "rules[0].portStart: ports apply to tcp"),
@@ -141,6 +145,86 @@ def test_bad_firewall_is_refused_and_changes_nothing(
     before = api.ok("PUT", FIREWALL, FW_SET)
     assert message in api.fails("PUT", FIREWALL, body, status)
     assert api.ok("GET", FIREWALL) == before
+
+
+# A ROUTED network: no NAT. Its ingress rules (CloudStack's routing firewall rules) come
+# with publicIp "" and destCidrs, the guest addresses they open (none: the network).
+ROUTED_NET = "43"
+ROUTED_FIREWALL = f"/v1/networks/{ROUTED_NET}/firewall"
+
+
+@pytest.fixture
+def routed(api: Api, addresses: None) -> None:
+    """ROUTED network 43 (198.18.10.0/24) holding public IP 203.0.113.7 (the API allows
+    it; its rules may not use it)."""
+    api.ok("PUT", f"/v1/networks/{ROUTED_NET}",
+           network("198.18.10.0/24", "198.18.10.1", mode="routed"))
+    assign(api, "203.0.113.7", network_id=ROUTED_NET)
+
+
+def routed_rule(rule_id: int = 1, **fields: Any) -> dict[str, Any]:
+    """A routing firewall rule as NEE's apply-fw-rules sends it."""
+    return fw_rule(rule_id, **{"publicIp": "", "destCidrs": ["198.18.10.10/32"], **fields})
+
+
+def routed_rules(*rules: dict[str, Any]) -> dict[str, Any]:
+    return {**fw_rules(*rules), "cidr": "198.18.10.0/24"}
+
+
+ROUTED_SET = routed_rules(
+    routed_rule(1, sourceCidrs=["192.0.2.0/24"]),
+    routed_rule(2, protocol="icmp", portStart=None, portEnd=None, icmpType=8, icmpCode=0,
+                destCidrs=[]),
+    routed_rule(3, destCidrs=["0.0.0.0/0", "198.18.10.128/25"]),
+    {"id": 4, "type": "egress", "protocol": "udp", "portStart": 53, "portEnd": 53,
+     "sourceCidrs": [], "destCidrs": ["192.0.2.53/32"]},
+)
+
+
+def test_routed_ingress_rules_name_guest_addresses(api: Api, routed: None) -> None:
+    firewall = api.ok("PUT", ROUTED_FIREWALL, ROUTED_SET)
+    assert [(rule["id"], rule["type"], rule["publicIp"], rule["sourceCidrs"],
+             rule["destCidrs"]) for rule in firewall["rules"]] == [
+        (1, "ingress", None, ["192.0.2.0/24"], ["198.18.10.10/32"]),
+        (2, "ingress", None, ["0.0.0.0/0"], []),
+        (3, "ingress", None, ["0.0.0.0/0"], ["0.0.0.0/0", "198.18.10.128/25"]),
+        (4, "egress", None, [], ["192.0.2.53/32"])]
+    stamps = created(api, FirewallRule)
+    assert api.ok("PUT", ROUTED_FIREWALL, ROUTED_SET) == firewall  # a replay
+    assert api.ok("PUT", ROUTED_FIREWALL, firewall) == firewall  # GET's form
+    assert created(api, FirewallRule) == stamps  # rows untouched, not rewritten
+    assert api.ok("GET", ROUTED_FIREWALL) == firewall
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (routed_rules(routed_rule(publicIp="203.0.113.7")),
+         "rules[0].publicIp: network 43 is ROUTED, without NAT: its ingress rules open "
+         "guest addresses (destCidrs), not a public IP"),
+        (routed_rules(routed_rule(), routed_rule(2, destCidrs=["198.18.10.0/25",
+                                                               "10.1.0.0/24"])),
+         "rules[1].destCidrs: 10.1.0.0/24 is outside network 43's CIDR 198.18.10.0/24"),
+        (routed_rules(routed_rule(publicIp="203.0.113.5")),  # another network's: same
+         "rules[0].publicIp: network 43 is ROUTED, without NAT"),
+    ],
+)
+def test_bad_routed_firewall_is_refused_and_changes_nothing(
+    api: Api, routed: None, body: dict[str, Any], message: str
+) -> None:
+    before = api.ok("PUT", ROUTED_FIREWALL, ROUTED_SET)
+    rows = count(api, FirewallRule)
+    assert message in api.fails("PUT", ROUTED_FIREWALL, body, 400)
+    assert api.ok("GET", ROUTED_FIREWALL) == before
+    assert count(api, FirewallRule) == rows
+
+
+def test_a_routed_vpc_decides_for_its_tiers(api: Api, routed: None) -> None:
+    """A tier's mode is its VPC's: a ROUTED VPC's tier takes rules without a public IP."""
+    api.ok("PUT", "/v1/vpcs/6", {"zone_id": ZONE, "cidr": "198.19.0.0/16", "mode": "routed"})
+    api.ok("PUT", "/v1/networks/61", network("198.19.1.0/24", "198.19.1.1", vpc_id="6"))
+    body = {**fw_rules(routed_rule(destCidrs=[])), "cidr": "198.19.1.0/24"}
+    assert api.ok("PUT", "/v1/networks/61/firewall", body)["rules"][0]["publicIp"] is None
 
 
 def test_firewall_of_an_unknown_network(api: Api, addresses: None) -> None:

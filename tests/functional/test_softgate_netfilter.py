@@ -23,13 +23,19 @@ from ipaddress import IPv4Address
 from typing import Any
 
 import pytest
+from flask import Flask
 
 from agent.conntrack import established_by_backend
 from agent.netfilter_apply import ApplyResult, DomainApplier
 from agent.netfilter_lb import leastconn_weights
 from agent.netfilter_state import RoutingDomain
 from agent.nft import Nft
+from provider_service.db import Database
+from provider_service.models import Device
+from provider_service.softgate_state import compile_softgate_state
+from tests.conftest import Api
 from tests.functional.netns_lab import Lab, Prober, require_root, wait_for
+from tests.golden.frr_cases import _device, _network, _zone
 
 pytestmark = pytest.mark.slow
 SNAT_IP, STATIC_IP, LB_IP = "203.0.113.2", "203.0.113.3", "203.0.113.4"
@@ -275,6 +281,59 @@ def test_routed_mode_no_nat_firewall_applies(world: World) -> None:
     assert world.inet.tcp("10.1.1.11", 7001) is None
     assert world.inet.tcp("10.1.1.12", 7000) is None
     assert world.vm["vm1"].udp(INET, 5000) is None  # egress rule denies udp
+
+
+def service_domain(api: Api, app: Flask, rules: list[dict[str, Any]]) -> dict[str, Any]:
+    """The domain of ROUTED network 10.1.1.0/24 as the service compiles it into
+    softgate.json, its firewall being `rules` as CloudStack sends them; on pub0."""
+    def request(method: str, path: str, body: Any) -> None:
+        api.ok(method, path, body)
+
+    _zone(request)
+    _network(request, "routed1", "10.1.1.0/24", mode="routed")
+    request("PUT", "/v1/networks/routed1/firewall",
+            {"default_egress_allow": True, "cidr": "10.1.1.0/24", "rules": rules})
+    _device(request, "sg1", "softgate", "10.255.2.1")
+    database: Database = app.extensions["vxgate.db"]
+    with database.read() as session:
+        device = session.get(Device, "sg1")
+        assert device is not None
+        (domain,) = compile_softgate_state(session, device)["netfilter"]["domains"]
+    return {**domain, "public_interface": "pub0"}
+
+
+def routing_rule(rule_id: int, protocol: str, ports: tuple[int, int], sources: list[str],
+                 dests: list[str]) -> dict[str, Any]:
+    """A routing firewall rule (createRoutingFirewallRule) as NEE's apply-fw-rules sends
+    it: no public IP."""
+    return {"id": rule_id, "type": "ingress", "protocol": protocol, "portStart": ports[0],
+            "portEnd": ports[1], "publicIp": "", "sourceCidrs": sources, "destCidrs": dests}
+
+
+def test_routed_ingress_rules_from_the_service(world: World, api: Api, app: Flask) -> None:
+    """CloudStack's semantics for a ROUTED network, through the service's compile into
+    real nftables: with no rule the internet opens no connection to a VM; a rule opens
+    exactly its protocol, ports, sources and guest addresses (none named: the network)."""
+    world.fresh(service_domain(api, app, []))
+    assert world.vm["vm1"].tcp(INET, 7000) == "inet 10.1.1.11"  # out, not NATed
+    assert world.inet.tcp("10.1.1.11", 7000) is None
+    assert world.inet.udp("10.1.1.13", 5000) is None
+
+    client, other = CLIENTS[0], CLIENTS[1]
+    world.fresh(service_domain(api, app, [
+        routing_rule(1, "tcp", (7000, 7001), [f"{client}/32"], ["10.1.1.11/32", "10.1.1.12"]),
+        routing_rule(2, "udp", (5000, 5000), [], [])]))
+    assert world.inet.tcp("10.1.1.11", 7000, src=client) == f"vm1 {client}"
+    assert world.inet.tcp("10.1.1.12", 7001, src=client) == f"vm2 {client}"
+    assert world.inet.tcp("10.1.1.11", 7002, src=client) is None  # another port
+    assert world.inet.tcp("10.1.1.13", 7000, src=client) is None  # another guest
+    assert world.inet.tcp("10.1.1.11", 7000, src=other) is None  # another source
+    assert world.inet.udp("10.1.1.13", 5000, src=other) == f"vm3 {other}"
+    assert world.inet.udp("10.1.1.13", 5001, src=other) is None
+
+    world.fresh(service_domain(api, app, []))  # the rules deleted: closed again
+    assert world.inet.tcp("10.1.1.11", 7000, src=client) is None
+    assert world.inet.udp("10.1.1.13", 5000, src=other) is None
 
 
 def test_lb_leastconn_weights_from_conntrack(world: World) -> None:

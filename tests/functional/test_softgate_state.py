@@ -16,13 +16,14 @@ from flask import Flask
 from sqlalchemy import insert
 
 from agent.dhcp_state import DhcpState, parse_state
+from agent.netfilter_compile import compile_domain
 from agent.netfilter_state import RoutingDomain
 from provider_service.db import Database
 from provider_service.models import Device
 from provider_service.models.vms import NetworkServices, Nic, NicVmData
 from provider_service.softgate_state import compile_softgate_state, render_softgate_state
 from tests.conftest import Api
-from tests.golden.frr_cases import ZONE
+from tests.golden.frr_cases import ZONE, _network
 from tests.golden.softgate_cases import CASES, public_ip, softgate, vm
 from tests.golden.support import check_golden
 
@@ -104,6 +105,47 @@ def test_routed_domain_has_no_nat(api: Api, app: Flask) -> None:
     assert domain.mode == "routed"
     assert (domain.source_nat_ip, domain.static_nats) == (None, ())
     assert state["links"]["domains"][0]["routes"] == ["198.18.10.0/24", "203.0.113.30/32"]
+
+
+def test_routed_ingress_rules_open_exactly_their_guest_addresses(api: Api, app: Flask
+                                                                  ) -> None:
+    state = compiled(app, CASES["routed"](request_of(api)))
+    domain = RoutingDomain.from_json(state["netfilter"]["domains"][0])
+    fw = compile_domain(domain)[0]  # what the agent loads into inet vxgate_fw
+    # The uplink is guarded: a new connection in passes only the allow-lists below.
+    assert fw.elements["guarded_ifs"] == {'"vxpub"': None}
+    assert fw.elements["in_l4"] == {"198.18.10.10 . tcp . 192.0.2.0/24 . 22": None}
+    assert fw.elements["in_icmp"] == {"198.18.10.0/24 . 0.0.0.0/0 . 8 . 0": None}
+    assert fw.elements["in_any"] == {}
+
+
+def test_routed_ingress_rules_follow_the_network_mode(api: Api, app: Flask) -> None:
+    """Rules written for the other mode (the network's mode changed since) are left out,
+    as are destinations outside the network; a supernet means the whole network."""
+    request = request_of(api)
+    device = CASES["routed"](request)
+    request("PUT", "/v1/networks/routed1/firewall", {"default_egress_allow": True, "rules": [
+        {"id": 1, "type": "ingress", "protocol": "all", "publicIp": "",
+         "destCidrs": ["0.0.0.0/0", "198.18.10.128/25"]},
+        {"id": 2, "type": "ingress", "protocol": "all", "destCidrs": ["2001:db8::/64"]}]})
+    _network(request, "net1", "10.100.0.0/24")
+    public_ip(request, "203.0.113.10", network_id="net1")
+    request("PUT", "/v1/networks/net1/firewall", {"default_egress_allow": True, "rules": [
+        {"id": 3, "type": "ingress", "protocol": "all", "publicIp": "203.0.113.10"}]})
+
+    def rules() -> dict[str, list[tuple[str, Any, Any]]]:
+        state = compiled(app, device)
+        check_agent_accepts(state)
+        return {d["mode"]: [(r["id"], r.get("public_ip"), r.get("dest_cidrs"))
+                            for r in d["firewall_rules"]]
+                for d in state["netfilter"]["domains"]}
+
+    assert rules() == {"routed": [("1", None, ["198.18.10.0/24"])],
+                       "natted": [("3", "203.0.113.10", None)]}
+    # The modes swap: each rule now fits the other mode and opens nothing.
+    _network(request, "routed1", "198.18.10.0/24", mode="natted")
+    _network(request, "net1", "10.100.0.0/24", mode="routed")
+    assert rules() == {"natted": [], "routed": []}
 
 
 def test_vlan_handoff_has_no_vxlan(api: Api, app: Flask) -> None:

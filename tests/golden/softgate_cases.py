@@ -140,17 +140,21 @@ def vpcs(request: Request) -> str:
 
 
 def routed(request: Request) -> str:
-    """A ROUTED network: its CIDR is routed in, and no NAT reaches the agent."""
+    """A ROUTED network: its CIDR is routed in, no NAT reaches the agent, and its ingress
+    rules (routing firewall rules: publicIp "") open guest addresses."""
     _zone(request)
     _network(request, "routed1", "198.18.10.0/24", mode="routed")
     public_ip(request, "203.0.113.30", network_id="routed1")
     # The API records static NAT for any network; a routed domain does no NAT.
     static_nat(request, "203.0.113.30", "routed1", "198.18.10.10")
     request("PUT", "/v1/networks/routed1/firewall", {"default_egress_allow": True, "rules": [
-        {"id": 91, "type": "ingress", "protocol": "tcp", "portStart": 22,
-         "publicIp": "203.0.113.30"},
+        {"id": 91, "type": "ingress", "protocol": "tcp", "portStart": 22, "publicIp": "",
+         "sourceCidrs": ["192.0.2.0/24"], "destCidrs": ["198.18.10.10/32"]},
         {"id": 92, "type": "egress", "protocol": "udp", "portStart": 53,
-         "destCidrs": ["192.0.2.53/32"]}]})
+         "destCidrs": ["192.0.2.53/32"]},
+        # No destination named: the whole network.
+        {"id": 93, "type": "ingress", "protocol": "icmp", "icmpType": 8, "icmpCode": 0,
+         "publicIp": "", "sourceCidrs": ["0.0.0.0/0"], "destCidrs": []}]})
     vm(request, "routed1", "02:00:c6:12:0a:0a", "198.18.10.10", "app-1")
     return softgate(request)
 
