@@ -27,14 +27,6 @@ GATEWAY, NETMASK, CIDR = "198.18.20.1", "255.255.255.0", "198.18.20.0/24"  # RFC
 SERVICE_PORT = 8080
 NO_ROUTE = f"up1 has no BGP route to {CIDR}"
 
-# A ROUTED network's ingress rule has no public IP: NEE sends publicIp "" with destCidrs
-# (RoutedIpv4ManagerImpl.createRoutingFirewallRule, NEE applyFWRules); the service's
-# api/rule_parsing.py _firewall_rule refuses an ingress rule without publicIp (and its
-# table's check constraint and softgate_netfilter._firewall_rule require one), though
-# the agent takes dest_cidrs for a routed domain.
-INGRESS_REFUSED = ("service bug: apply-fw-rules refuses an ingress rule without publicIp, "
-                   "which every ROUTED network's rule is")
-NO_ROUTED_INGRESS = pytest.mark.xfail(strict=True, reason=INGRESS_REFUSED)
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +128,6 @@ def test_a_vm_reaches_the_internet_with_its_own_address(cloud: Cloud,
             timeout=10)
 
 
-@NO_ROUTED_INGRESS
 def test_a_routing_firewall_rule_is_applied(cloud: Cloud, routed: dict[str, Any]) -> None:
     """createRoutingFirewallRule: CloudStack revokes the rule and fails the call when the
     provider's apply-fw-rules fails."""
@@ -151,7 +142,6 @@ def test_a_routing_firewall_rule_is_applied(cloud: Cloud, routed: dict[str, Any]
     assert api.listRoutingFirewallRules(networkid=net["id"], fetch_list=True) == []
 
 
-@NO_ROUTED_INGRESS
 def test_ingress_is_closed_until_a_routing_firewall_rule_opens_it(
         cloud: Cloud, routed: dict[str, Any]) -> None:
     api, net = cloud.api, routed["network"]
