@@ -23,8 +23,9 @@ Order, for each apply:
    namespace (new ones all made first, and FRR's adoption of them awaited before any
    link goes in) and its sysctls; uplink veth pair and addresses; default routes to the
    SoftGate; L3VNI VXLAN + bridge (router MAC); segments (VXLAN or VLAN bridge, gateway
-   MAC and addresses); the SoftGate's routes for the domain's prefixes over the uplink. One
-   domain's error is reported and the next domain goes on.
+   MAC and addresses); the SoftGate's routes for the domain's prefixes over the uplink.
+   A new link gets its addresses only once FRR lists it. One domain's error is reported
+   and the next domain goes on.
 5. SoftGate-side uplinks (`vxp<N>`) of domains that are gone.
 
 Only names of ours (docs/softgate-state.md) are ever deleted: namespaces `vxr<N>`, links

@@ -585,21 +585,21 @@ def test_the_routed_extension_makes_routed_networks(service: Service) -> None:
     """NEE's payload has no network mode: the registration of the routed extension says
     it (cloudstack_registration.build_plan), for every network it implements."""
     routed = CloudStack(replace(Registration.of(service), network_mode="routed"))
-    net = Net("95", "198.18.95.0/24", "198.18.95.1", state="implementing")
+    net = Net("60", "198.18.60.0/24", "198.18.60.1", state="implementing")
     routed.ok("implement-network", cp.implement_network(net), net)
     routed.ok("implement-network", cp.implement_network(net), net)  # a replay
-    assert service.ok("GET", "/v1/networks/95")["mode"] == "routed"
+    assert service.ok("GET", "/v1/networks/60")["mode"] == "routed"
     natted = CloudStack(Registration.of(service))
-    other = Net("96", "10.96.0.0/24", "10.96.0.1", state="implementing")
+    other = Net("61", "10.61.0.0/24", "10.61.0.1", state="implementing")
     natted.ok("implement-network", cp.implement_network(other), other)
-    assert service.ok("GET", "/v1/networks/96")["mode"] == "natted"
+    assert service.ok("GET", "/v1/networks/61")["mode"] == "natted"
 
 
 def test_an_unknown_network_mode_is_refused_in_one_line(service: Service) -> None:
     odd = CloudStack(replace(Registration.of(service), network_mode="bridged"))
-    net = Net("97", "10.97.0.0/24", "10.97.0.1", state="implementing")
+    net = Net("62", "10.62.0.0/24", "10.62.0.1", state="implementing")
     spawn = odd.run("implement-network", cp.implement_network(net), net)
     assert spawn.code != 0
     assert spawn.output.strip().count("\n") == 0
     assert "vxgate.network_mode" in spawn.output and "bridged" in spawn.output
-    assert service.call("GET", "/v1/networks/97")[0] == 404
+    assert service.call("GET", "/v1/networks/62")[0] == 404
