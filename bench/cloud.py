@@ -1,4 +1,5 @@
-"""python -m bench.cloud [--vms N] [--rules N]: convergence in the simulated cloud.
+"""python -m bench.cloud [--vms N] [--rules N] [--migrations N]: convergence in the
+simulated cloud.
 
 The whole cloud (simulator/cloud.py: real FRR fabric, SoftGate agent, CloudStack
 stand-in driven with the `cs` client, KVM agent, DHCP clients). Measured, N times each:
@@ -11,6 +12,9 @@ stand-in driven with the `cs` client, KVM agent, DHCP clients). Measured, N time
 - rule created -> traffic flowing: createPortForwardingRule, createFirewallRule (ingress,
   on a static NAT address), assignToLoadBalancerRule, each timed from the API call until
   the internet host (up1) gets through. Goal: <= 1 s.
+- live migration -> reachable again: migrateVirtualMachine between hv2 and hv1, the
+  longest gap in replies of a 20 ms ping stream from a VM on hv1 (east-west) and one
+  from the internet host to the VM's static NAT address (north-south). Goal: <= 2 s.
 Probes are processes in namespaces (~50 ms each), so figures are good to about 0.1 s.
 """
 
@@ -24,11 +28,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from simulator.cloud import Cloud, running_cloud
-from simulator.fabric import missing_prerequisites
-from simulator.traffic import connect, server_in
+from simulator.fabric import missing_prerequisites, wait_until
+from simulator.traffic import connect, ping_stream, server_in
 
 VM_GOAL_S = 2.0
 RULE_GOAL_S = 1.0
+MIGRATION_GOAL_S = 2.0
+SETTLE_S = 0.3  # replies flowing this long after a migration: the stream has seen it end
 GIVE_UP_S = 30.0
 
 
@@ -83,6 +89,20 @@ class Bench:
         net, pinger = self.network_with_pinger()
         return self.vm_start(net, pinger, f"first{index}")
 
+    def migrations(self, count: int) -> list[dict[str, float]]:
+        """`count` live migrations of a VM between hv2 and hv1, each timed as the longest
+        gap in a ping stream from the pinger (hv1) and one from the internet host."""
+        api = self.api
+        mover = self.deploy(self.net, "mover", "hv2")
+        static = api.associateIpAddress(networkid=self.net["id"])["ipaddress"]
+        api.enableStaticNat(ipaddressid=static["id"], virtualmachineid=mover["id"])
+        api.createFirewallRule(ipaddressid=static["id"], protocol="icmp", icmptype=-1,
+                               icmpcode=-1, cidrlist="0.0.0.0/0")
+        self.cloud.lease(mover["id"])
+        return [migration_gaps(self.cloud, self.pinger, mover, static["ipaddress"],
+                               self.hosts["hv1" if index % 2 == 0 else "hv2"])
+                for index in range(count)]
+
     def rules(self, index: int) -> dict[str, float]:
         """Seconds from each rule's API call to the first connection through it."""
         api, fabric, pinger = self.api, self.cloud.fabric, self.pinger
@@ -119,6 +139,25 @@ class Bench:
         return figures
 
 
+def migration_gaps(cloud: Cloud, pinger: dict[str, Any], mover: dict[str, Any],
+                   public_address: str, target_host_id: str) -> dict[str, float]:
+    """Migrates `mover` to the target host inside two 20 ms ping streams, one from
+    `pinger` to its address (east-west), one from the internet host to its static NAT
+    address (north-south); each stream's longest gap in replies, in seconds."""
+    address = mover["nic"][0]["ipaddress"]
+    with ping_stream(cloud.fabric, cloud.node(pinger["id"]), address) as east_west, \
+            ping_stream(cloud.fabric, "up1", public_address) as north_south:
+        streams = {"east-west": east_west, "north-south": north_south}
+        wait_until("both streams to get replies", lambda: all(
+            stream.replying_since(0.0) for stream in streams.values()), timeout=10)
+        moved_at = time.time()
+        cloud.api.migrateVirtualMachine(virtualmachineid=mover["id"], hostid=target_host_id)
+        wait_until("both streams to get replies again after the migration", lambda: all(
+            stream.replying_since(moved_at, SETTLE_S) for stream in streams.values()),
+            timeout=4 * MIGRATION_GOAL_S, interval=0.05)
+    return {name: stream.longest_gap() for name, stream in streams.items()}
+
+
 def summary(name: str, samples: Sequence[float], goal: float) -> str:
     ordered = sorted(samples)
     worst = ordered[-1]
@@ -132,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vms", type=int, default=10, help="VM starts to time")
     parser.add_argument("--rules", type=int, default=5, help="rounds of rules to time")
+    parser.add_argument("--migrations", type=int, default=6,
+                        help="live migrations to time (hv2 -> hv1, back, ...)")
     args = parser.parse_args(argv)
     reason = missing_prerequisites()
     if reason:
@@ -143,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         beside = [bench.vm_start_beside_others(i) for i in range(args.vms)]
         first = [bench.vm_start_first_on_host(i) for i in range(args.vms)]
         rounds = [bench.rules(i) for i in range(args.rules)]
+        moves = bench.migrations(args.migrations)
         failed = cloud.failed_spawns()
     print("VM start -> reachable from another hypervisor (hv2 VM pinged from hv1):")
     for case, starts in (("hv2 has the network already", beside),
@@ -154,6 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("rule created -> traffic flowing (from the API call, internet host on up1):")
     for name in rounds[0]:
         print(summary(name, [r[name] for r in rounds], RULE_GOAL_S))
+    if moves:
+        print("live migration -> longest gap in a 20 ms ping stream (hv2 <-> hv1):")
+        for name in moves[0]:
+            print(summary(name, [move[name] for move in moves], MIGRATION_GOAL_S))
     if failed:
         print(f"failed extension spawns: {failed}")
     return 1 if failed else 0

@@ -28,6 +28,22 @@ from simulator.vlan_switch import VlanSwitch, host_port, switch_port
 # a host whose segment is brand new beats EVPN's type-3 exchange (~0.1-0.3 s), and
 # dhclient's next try comes a second later.
 BOOT_S = 0.5
+# After a live migration QEMU announces the guest (qemu_announce_self): RARP broadcasts
+# from each NIC's MAC, 5 rounds, 50 ms apart and 100 ms more each round. The target's
+# bridge learns the MAC from them, and EVPN's MAC mobility moves it fabric-wide.
+ANNOUNCE = r"""
+import socket, struct, sys, time
+iface, mac = sys.argv[1], bytes.fromhex(sys.argv[2].replace(":", ""))
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((iface, 0))
+rarp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 3) + mac + bytes(4) + mac + bytes(4)
+frame = (b"\xff" * 6 + mac + struct.pack("!H", 0x8035) + rarp).ljust(60, b"\0")
+delay = 0.05
+for _ in range(5):
+    s.send(frame)
+    time.sleep(delay)
+    delay += 0.1
+"""
 DHCLIENT_CONF = "timeout 60;\nretry 1;\ninitial-interval 1;\nbackoff-cutoff 2;\n"
 # dhclient runs it with the lease in its environment: the address and, on the default
 # NIC, the route go on the NIC; nothing of the host (resolv.conf, hostname) is touched.
@@ -103,6 +119,7 @@ class FabricKvm:
     segments: dict[tuple[str, BroadcastDomain], set[str]] = field(default_factory=dict)
     _vm_nodes: set[str] = field(default_factory=set)
     _dhclients: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _announcers: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def plug(self, vm: Vm, host: str, networks: dict[int, Network]) -> None:
         node = vm_node(vm)
@@ -116,9 +133,18 @@ class FabricKvm:
             domain = BroadcastDomain.of(networks[nic.network].broadcast_uri)
             self._attach(vm, nic, host, domain, source)
         self.placement[vm.db_id] = host
-        if source is None:
-            for nic in vm.nics:
+        for nic in vm.nics:
+            if source is None:
                 self._start_dhcp(vm, nic)
+            else:
+                self._announce(vm, nic)
+
+    def _announce(self, vm: Vm, nic: Nic) -> None:
+        """QEMU's self-announce of a migrated guest, in the background as QEMU's is."""
+        self._announcers.append(subprocess.Popen(
+            ["ip", "netns", "exec", self.fabric.ns(vm_node(vm)), "python3", "-c", ANNOUNCE,
+             f"eth{nic.device_id}", nic.mac], stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
 
     def _attach(self, vm: Vm, nic: Nic, host: str, domain: BroadcastDomain,
                 source: str | None) -> None:
@@ -226,8 +252,10 @@ class FabricKvm:
         self.reap()
 
     def reap(self) -> None:
-        """Collect the DHCP clients that have gone to the background or given up."""
+        """Collect the DHCP clients that have gone to the background or given up, and the
+        announcements that are done."""
         self._dhclients = [p for p in self._dhclients if p.poll() is None]
+        self._announcers = [p for p in self._announcers if p.poll() is None]
 
 
 def port_name(nic: Nic) -> str:

@@ -3,9 +3,15 @@ address (or with its own name), a client, an HTTP fetch."""
 
 from __future__ import annotations
 
+import re
+import signal
 import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import pairwise
 
 from simulator.fabric import Fabric
 
@@ -56,3 +62,55 @@ def connect(fabric: Fabric, node: str, address: str, port: int) -> str:
     """What the server at address:port answers from the node ("" if nothing does)."""
     done = fabric.exec(node, "python3", "-c", CONNECT, address, str(port), check=False)
     return done.stdout.strip() if done.returncode == 0 else ""
+
+
+# A reply line of `ping -D`: "[1763712000.123456] 64 bytes from ...: icmp_seq=7 ...".
+_REPLY_RE = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=\d+")
+
+
+@dataclass
+class PingStream:
+    """What a fast ping saw, as it sees it: its output lines, its replies' arrival times
+    (wall clock, as ping -D prints them) between `started` and `ended`."""
+
+    started: float = 0.0
+    ended: float = 0.0
+    lines: list[str] = field(default_factory=list)
+
+    def replies(self) -> list[float]:
+        return [float(match.group(1)) for line in list(self.lines)
+                if (match := _REPLY_RE.match(line))]
+
+    def replying_since(self, since: float, lasting: float = 0.0) -> bool:
+        """Whether replies have come from `since` on, for `lasting` seconds or more."""
+        later = [stamp for stamp in self.replies() if stamp >= since]
+        return bool(later) and later[-1] - later[0] >= lasting
+
+    def longest_gap(self) -> float:
+        """The longest time without a reply, the stream's start and end included: an
+        outage plus at most one interval."""
+        times = [self.started, *self.replies(), self.ended or time.time()]
+        return max(later - earlier for earlier, later in pairwise(times))
+
+
+@contextmanager
+def ping_stream(fabric: Fabric, node: str, address: str, interval: float = 0.02
+                ) -> Iterator[PingStream]:
+    """Pings `address` from the node every `interval` seconds while the block runs; the
+    stream fills as the replies come."""
+    stream = PingStream(started=time.time())
+    # stdbuf: a line per reply as it comes, not a pipe's buffer at the end.
+    process = subprocess.Popen(["ip", "netns", "exec", fabric.ns(node), "stdbuf", "-oL",
+                                "ping", "-D", "-n", "-i", str(interval), address],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    reader = threading.Thread(target=lambda: stream.lines.extend(process.stdout or ()),
+                              daemon=True)
+    reader.start()
+    try:
+        yield stream
+    finally:
+        stream.ended = time.time()
+        process.send_signal(signal.SIGINT)  # our own child, by its handle
+        process.wait(timeout=10)
+        reader.join(timeout=10)

@@ -35,6 +35,18 @@ def test_upstream_learns_only_public_pools_and_routed_cidrs(small_fabric: SmallF
     assert learned == {ef.PUBLIC_POOL, ef.ROUTED_CIDR}
 
 
+def test_the_internet_reaches_public_addresses_over_bgp_learnt_routes(
+        small_fabric: SmallFabric) -> None:
+    """up1 has no static route: its way to the public pool and the ROUTED CIDR is what sg1
+    announced, installed by bgpd in its kernel."""
+    fabric = small_fabric.fabric
+    assert fabric.vtysh_json("up1", "show ip route static json") == {}
+    for cidr in (ef.PUBLIC_POOL, ef.ROUTED_CIDR):
+        [route] = fabric.vtysh_json("up1", f"show ip route {cidr} json")[cidr]
+        assert (route["protocol"], route.get("installed")) == ("bgp", True), route
+        assert "proto bgp" in fabric.ip("up1", "route", "show", cidr), cidr
+
+
 def test_fabric_carries_loopbacks_only(small_fabric: SmallFabric) -> None:
     """The SoftGate's upstream default route stays out of the underlay."""
     routes = small_fabric.fabric.vtysh_json("spine1", "show ip bgp json")["routes"]
