@@ -11,6 +11,7 @@ from provider_service.api import (
     inventory,
     networks,
     openapi,
+    placement,
     rules,
     vms,
 )
@@ -22,6 +23,7 @@ BLUEPRINTS = (
     vms.blueprint,
     device_state.blueprint,
     direct_connect.blueprint,
+    placement.blueprint,
     cloudstack.blueprint,
     openapi.blueprint,
 )

@@ -21,6 +21,7 @@ API_MODULES: list[str] = [
     "provider_service.api.vms",
     "provider_service.api.device_state",
     "provider_service.api.direct_connect",
+    "provider_service.api.placement",
     "provider_service.api.cloudstack",
 ]
 
