@@ -122,6 +122,27 @@ def seed(service: Service) -> None:
         "l3vni_range": "50000-50999"})
 
 
+# A SoftGate and a hypervisor of zone 1: devices whose rendered configs a command changes.
+REPLAY_DEVICES = {
+    "sg-replay": {"zone_id": ZONE, "role": "softgate", "loopback": "10.255.2.90",
+                  "uplinks": [{"interface": "uplink"}]},
+    "hv-replay": {"zone_id": ZONE, "role": "hypervisor", "loopback": "10.255.1.90",
+                  "uplinks": [{"interface": "uplink"}]},
+}
+
+
+def rendered_configs(service: Service) -> dict[str, dict[str, tuple[int, str]]]:
+    """(generation, text) of every artifact of REPLAY_DEVICES, declared if need be (PUTs);
+    reading renders them, so a change shows as new text under a new generation."""
+    configs = {}
+    for name, body in REPLAY_DEVICES.items():
+        service.ok("PUT", f"/v1/devices/{name}", body)
+        artifacts = service.ok("GET", f"/v1/devices/{name}/config?since=0")["artifacts"]
+        configs[name] = {artifact: (answer["generation"], answer["content"])
+                         for artifact, answer in artifacts.items()}
+    return configs
+
+
 def state_about(service: Service, on: Net | Vpc) -> tuple[Json, Any]:
     """recorded_state() of a network (with its VPC) or a VPC, and the part about `on`."""
     net = on if isinstance(on, Net) else None

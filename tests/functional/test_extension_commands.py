@@ -3,8 +3,9 @@
 Each of dispatch.COMMANDS and custom-action gets a realistic payload, run as CloudStack
 runs it (ensure-network-device first, then `vxgate_extension.py <command> <file> 60`): it
 must exit 0 with the output CloudStack reads, and a replay must change nothing the REST
-API shows. Then the failures (one line, no traceback, 124 on timeout) and the secrets.
-The legacy flag form is in test_extension_sequences.py.
+API shows and no device's rendered config (a SoftGate's and a hypervisor's: the same text
+under the same generation). Then the failures (one line, no traceback, 124 on timeout)
+and the secrets. The legacy flag form is in test_extension_sequences.py.
 """
 
 from __future__ import annotations
@@ -405,10 +406,13 @@ def test_command_through_the_entry_point_and_its_replay(
     assert_output_shape(command, output)
     first, part = cp.state_about(service, step.on)
     step.check(output, part)
+    rendered = cp.rendered_configs(service)
 
     replay = cs.run(command, step.payload, step.on)
     assert (replay.code, replay.output) == (0, output)
     assert cp.state_about(service, step.on)[0] == first
+    # Nor a device's config: the same text under the same generation, nothing to apply.
+    assert cp.rendered_configs(service) == rendered
 
 
 def test_implement_network_answers_the_same_vni_every_time(service: Service, cs: CloudStack
