@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from simulator.cloud import Cloud, running_cloud
-from simulator.fabric import missing_prerequisites, wait_until
+from simulator.fabric import FabricError, missing_prerequisites, wait_until
 from simulator.traffic import connect, ping_stream, server_in
 
 VM_GOAL_S = 2.0
@@ -39,10 +39,12 @@ GIVE_UP_S = 30.0
 
 
 def seconds_until(condition: Callable[[], bool], since: float) -> float:
-    """Seconds from `since` until `condition` holds (probed back to back)."""
-    while not condition():
-        if time.monotonic() - since > GIVE_UP_S:
-            return float("inf")
+    """Seconds from `since` (a time.monotonic()) until `condition` holds, probed back to
+    back; infinite if it never does."""
+    try:
+        wait_until("a figure", condition, timeout=GIVE_UP_S, interval=0)
+    except FabricError:
+        return float("inf")
     return time.monotonic() - since
 
 

@@ -199,6 +199,11 @@ class Fabric:
     def pid(self, node: str, daemon: str) -> int:
         return int((self.node_dir(node) / f"{daemon}.pid").read_text())
 
+    def private_netns_dir(self, node: str) -> Path:
+        """The node's own /run/netns (start_zebra's private one, where its agent makes the
+        routing domains' namespaces), as seen from here: through zebra's root."""
+        return Path(f"/proc/{self.pid(node, 'zebra')}/root/run/netns")
+
     def load_config(self, node: str, text: str) -> None:
         """Write frr.conf and load it into the running daemons (vtysh -b)."""
         (self.node_dir(node) / "frr.conf").write_text(text)

@@ -9,11 +9,8 @@ from simulator.fabric import Fabric
 
 
 def softgate_namespaces(fabric: Fabric, node: str = "sg1") -> set[str]:
-    """The routing-domain namespaces of a SoftGate: its agent makes them in zebra's
-    private /run/netns, which only zebra's mount namespace sees."""
-    listing = fabric.exec(node, "nsenter", "-t", str(fabric.pid(node, "zebra")), "-m",
-                          "ip", "netns", "list").stdout
-    return {line.split()[0] for line in listing.splitlines() if line.strip()}
+    """The routing-domain namespaces of a SoftGate (in its private /run/netns)."""
+    return {entry.name for entry in fabric.private_netns_dir(node).iterdir()}
 
 
 def evpn_vnis(fabric: Fabric, node: str) -> set[int]:

@@ -27,7 +27,6 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 from simulator.fabric import Fabric, FabricError, run
 
@@ -134,13 +133,10 @@ class SoftGateTrunk:
     def domain_path(self, softgate: str, netns: str) -> str:
         """A routing domain's namespace as seen from the root mount namespace: the agent
         makes it inside zebra's private mount namespace (fabric.start_zebra)."""
-        return f"{self._netns_dir(softgate)}/{netns}"
-
-    def _netns_dir(self, softgate: str) -> Path:
-        return Path(f"/proc/{self.fabric.pid(softgate, 'zebra')}/root/run/netns")
+        return f"{self.fabric.private_netns_dir(softgate)}/{netns}"
 
     def domains(self, softgate: str) -> list[str]:
-        names = os.listdir(self._netns_dir(softgate))
+        names = os.listdir(self.fabric.private_netns_dir(softgate))
         return sorted(name for name in names if name.startswith(DOMAIN_PREFIX))
 
     def in_domain(self, softgate: str, netns: str, *argv: str, check: bool = True) -> str:

@@ -228,9 +228,8 @@ def test_restart_vpc_with_cleanup_converges(cloud: Cloud, vpc1: Tenant) -> None:
 
 def test_deleted_vpc_leaves_no_dhcp_behind(cloud: Cloud, deleted_vpc2: Footprint) -> None:
     gone = deleted_vpc2
-    dnsmasq_dir = cloud.fabric.node_dir(SOFTGATE) / "agent" / "dnsmasq"
-    waited(cloud, "vpc2's dnsmasq directories (config, leases) to go", lambda: not any(
-        (dnsmasq_dir / network).exists() for network in gone.service_network_ids))
+    waited(cloud, "vpc2's dnsmasq directories (config, leases) to go", lambda: not (
+        set(gone.service_network_ids) & leftovers.dnsmasq_directories(cloud.fabric)))
     waited(cloud, "no process to hold vpc2's routing-domain namespace",
            lambda: not processes_in_netns(gone.namespace_inode))
     assert not [line for line in command_lines() if any(
@@ -395,7 +394,7 @@ def in_softgate_mounts(cloud: Cloud, *argv: str, network: bool = False) -> str:
 
 
 def namespace_inode(cloud: Cloud, namespace: str) -> int:
-    return int(in_softgate_mounts(cloud, "stat", "-L", "-c", "%i", f"/run/netns/{namespace}"))
+    return (cloud.fabric.private_netns_dir(SOFTGATE) / namespace).stat().st_ino
 
 
 def leftovers_in_frr(cloud: Cloud, gone: Footprint) -> list[str]:
