@@ -277,6 +277,11 @@ def post(url: str, path: str, token: str, body: bytes, deadline: float) -> tuple
     except OSError as error:
         raise Failure(f"cannot reach the vxgate service at {url}: {error.strerror or error}") \
             from None
+    if not response:
+        # The service took the request and died (or was restarted) before answering: the
+        # event may or may not be recorded, and replaying it is safe (all are idempotent).
+        raise Failure(f"the vxgate service at {url} closed the connection without an "
+                      "answer (stopped or restarted?); the event is safe to replay")
     return _parse_response(response)
 
 

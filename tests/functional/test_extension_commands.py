@@ -480,6 +480,16 @@ def test_a_service_that_never_answers_times_out_with_124() -> None:
     assert len(requests) == 1
 
 
+def test_a_service_that_dies_before_answering_fails_in_one_line() -> None:
+    """The service killed with the request in its hands: a connection closed without an
+    answer is said as such, not as a malformed answer."""
+    with cp.fake_service(b"") as (url, requests):
+        event = cp.envelope(Registration(url, "t0ken-0123456789abcdef"), {}, cp.N(UNKNOWN))
+        one_line(*cp.run_entry_point("implement-network", event),
+                 "closed the connection without an answer", "safe to replay")
+    assert len(requests) == 1
+
+
 # --- secrets ---------------------------------------------------------------------------
 
 
