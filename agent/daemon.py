@@ -84,6 +84,9 @@ class AgentLoop:
         except ServiceUnreachable as exc:
             self._service_down(exc)
         else:
+            if self.service_failures:  # says the outage is over, for the operator
+                log.info("service reachable again after %d failed attempt(s)",
+                         self.service_failures)
             self.service_failures = 0
             for artifact in fetched.artifacts:
                 self._desire(artifact.name, artifact.content)

@@ -11,6 +11,7 @@ exit, whose log is then quoted in the error.
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import os
@@ -157,6 +158,45 @@ def running_service(
                           workers, threads or _default_threads())
         finally:
             stop(process)
+
+
+def stop_by_pid(service: Service, signum: signal.Signals = signal.SIGTERM,
+                timeout: float = STOP_TIMEOUT_S) -> None:
+    """Signal the service's process group (by its id) and wait until the master has
+    exited: it then stays a zombie until running_service reaps it, its ports closed."""
+    _signal_group(service.pid, signum)
+    deadline = time.monotonic() + timeout
+    while _running(service.pid):
+        if time.monotonic() > deadline:
+            raise ServiceError(f"vxgate-service {service.pid} still runs {timeout:.0f} s "
+                               f"after signal {signum.name}")
+        time.sleep(POLL_INTERVAL_S)
+
+
+@contextmanager
+def started_again(service: Service, unix_socket: Path | None = None,
+                  startup_timeout: float = STARTUP_TIMEOUT_S) -> Iterator[Service]:
+    """A stopped service started again as it was (port, token, state directory,
+    database; `unix_socket` too, if it listened there), stopped when the block ends."""
+    argv = _argv(service.port, service.workers, service.threads, service.state_dir,
+                 service.database_url)
+    if unix_socket is not None:
+        argv += ["--bind", f"unix:{unix_socket}"]
+    process = _spawn(argv, service.log_path, _environment(service.token, None))
+    try:
+        _wait_healthy(process, service.port, service.log_path, startup_timeout)
+        yield dataclasses.replace(service, pid=process.pid)
+    finally:
+        stop(process)
+
+
+def _running(pid: int) -> bool:
+    """Whether the process exists and is no zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -66,6 +66,7 @@ def connect(fabric: Fabric, node: str, address: str, port: int) -> str:
 
 # A reply line of `ping -D`: "[1763712000.123456] 64 bytes from ...: icmp_seq=7 ...".
 _REPLY_RE = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from .*icmp_seq=\d+")
+_SEQ_RE = re.compile(r"icmp_seq=(\d+)")
 
 
 @dataclass
@@ -85,6 +86,14 @@ class PingStream:
         """Whether replies have come from `since` on, for `lasting` seconds or more."""
         later = [stamp for stamp in self.replies() if stamp >= since]
         return bool(later) and later[-1] - later[0] >= lasting
+
+    def lost(self) -> list[int]:
+        """The icmp_seq numbers up to the last reply's that got no reply: packets lost (or
+        answered after their successors, which a fabric must not do either). One still in
+        flight when the stream ended is not among them."""
+        answered = {int(match.group(1)) for line in list(self.lines)
+                    if _REPLY_RE.match(line) and (match := _SEQ_RE.search(line))}
+        return sorted(set(range(1, max(answered, default=0) + 1)) - answered)
 
     def longest_gap(self) -> float:
         """The longest time without a reply, the stream's start and end included: an

@@ -233,7 +233,12 @@ def create_port_forward(sim: CloudStackSim, p: Params) -> dict[str, Any]:
         protocol=protocol, public_ports=_ports(p, "publicport", "publicendport"),
         private_ports=_ports(p, "privateport", "privateendport"), vm=vm.db_id,
         private_ip=p.text("vmguestip") or address))
-    sim.orchestrator.apply_port_forward(forward, revoke=False)
+    try:
+        sim.orchestrator.apply_port_forward(forward, revoke=False)
+    except ElementError:
+        # CreatePortForwardingRuleCmd revokes the rule it could not apply, then fails.
+        del db.port_forwards[forward.db_id]
+        raise
     if p.boolean("openfirewall", True) and network.vpc is None:
         _open_firewall(sim, network, ip, protocol, forward.public_ports)
     return forward_json(sim, forward)
