@@ -38,3 +38,11 @@ def test_replying_since_a_moment_for_a_while() -> None:
     assert stream.replying_since(101.0, lasting=0.02 - 1e-9)
     assert not stream.replying_since(101.0, lasting=0.1)
     assert not stream.replying_since(101.3)
+
+
+def test_lost_packets_are_the_sequence_numbers_without_a_reply() -> None:
+    stream = PingStream(started=100.0, ended=101.3, lines=OUTPUT.splitlines())
+    assert stream.lost() == list(range(3, 63))
+    whole = PingStream(lines=[line for line in OUTPUT.splitlines() if "seq=6" in line])
+    assert whole.lost() == list(range(1, 63))  # the first packets count too
+    assert PingStream(lines=[]).lost() == []
