@@ -218,7 +218,7 @@ def signed_by(cert: x509.Certificate, ca_cert: x509.Certificate) -> bool:
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:

@@ -13,6 +13,7 @@ from provider_service.api import (
     openapi,
     placement,
     rules,
+    tokens,
     vms,
 )
 
@@ -25,6 +26,7 @@ BLUEPRINTS = (
     direct_connect.blueprint,
     placement.blueprint,
     cloudstack.blueprint,
+    tokens.blueprint,
     openapi.blueprint,
 )
 
