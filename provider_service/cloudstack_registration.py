@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
@@ -221,6 +221,9 @@ def detail_list(details: Mapping[str, str]) -> list[dict[str, str]]:
 
 
 Say = Callable[[str], None]
+# (extension name, the token its registration holds now or "") -> the token it must hold:
+# the service's extension token for that name (the same one while it is still valid).
+TokenIssuer = Callable[[str, str], str]
 
 
 @dataclass(frozen=True)
@@ -229,16 +232,34 @@ class PhysicalNetwork:
     name: str
 
 
-def reconcile(api: Api, plan: Plan, say: Say, warn: Say) -> None:
-    """Make CloudStack hold the plan; one line per step through `say`."""
+def reconcile(api: Api, plan: Plan, say: Say, warn: Say,
+              tokens: TokenIssuer | None = None) -> None:
+    """Make CloudStack hold the plan; one line per step through `say`. With `tokens`,
+    each registration gets its extension's own token instead of the plan's."""
     # Resolved first: a wrong --physical-network must not leave a half-done registration.
     network = find_physical_network(api, plan.physical_network, plan.zone)
-    for wanted in plan.extensions:
+    # Tokens too, before anything changes: an unreachable service stops the run here.
+    extensions = plan.extensions if tokens is None else \
+        tuple(with_extension_token(api, wanted, network, tokens) for wanted in plan.extensions)
+    for wanted in extensions:
         extension = ensure_extension(api, wanted, say, warn)
         ensure_registration(api, extension, network, wanted.registration_details, say)
         ensure_provider(api, wanted.name, network, say)
     for offering in plan.offerings:
         ensure_offering(api, offering, say, warn)
+
+
+def with_extension_token(api: Api, plan: ExtensionPlan, network: PhysicalNetwork,
+                         tokens: TokenIssuer) -> ExtensionPlan:
+    """The plan with the token the service issued for this extension; the token the
+    registration holds now is offered for keeping, so a re-run changes nothing."""
+    with _about(f"extension {plan.name}"):
+        current = _named(api.list_all("listExtensions", {"name": plan.name}), plan.name)
+    registration = next((r for r in (current or {}).get("resources") or []
+                         if r.get("type") == RESOURCE_TYPE and r.get("id") == network.id), {})
+    held = str((registration.get("details") or {}).get(TOKEN_KEY) or "")
+    token = tokens(plan.name, held)
+    return replace(plan, registration_details={**plan.registration_details, TOKEN_KEY: token})
 
 
 def find_physical_network(api: Api, wanted: str, zone: str | None) -> PhysicalNetwork:
