@@ -21,7 +21,7 @@ from types import FrameType
 
 from agent.daemon import AgentLoop, ArtifactApplier, FrrArtifact
 from agent.frr import FrrReload
-from agent.service_client import Fetched, Service, ServiceClient
+from agent.service_client import Fetched, Service, ServiceClient, TlsFiles
 from agent.status import ObjectStatus
 
 log = logging.getLogger("vxgate-agent")
@@ -38,6 +38,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", required=True, help="this device's name in the service")
     parser.add_argument("--token-file", required=True, type=Path,
                         help="file holding the device's agent token")
+    parser.add_argument("--ca-file", type=Path, default=None,
+                        help="https: the CA that signed the service's certificate "
+                             "(vxgate ca init's ca.crt; default: the system's CAs)")
+    parser.add_argument("--cert-file", type=Path, default=None,
+                        help="https: this device's certificate (vxgate ca issue <device>), "
+                             "for a service that requires client certificates")
+    parser.add_argument("--key-file", type=Path, default=None,
+                        help="the key of --cert-file (default: in --cert-file)")
     parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR,
                         help="frr.conf, dnsmasq and metadata files")
     parser.add_argument("--softgate", action="store_true",
@@ -70,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         token = args.token_file.read_text(encoding="ascii").strip()
-        client = ServiceClient(args.service, args.device, token)
+        tls = TlsFiles(args.ca_file, args.cert_file, args.key_file)
+        client = ServiceClient(args.service, args.device, token, tls=tls)
     except (OSError, ValueError) as exc:
         print(f"vxgate-agent: {exc}", file=sys.stderr)
         return 2

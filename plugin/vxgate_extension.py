@@ -325,6 +325,10 @@ def _wrap_tls(raw: socket.socket, host: str) -> socket.socket:
 
     raw = full.socket(fileno=raw.detach())
     context = ssl.create_default_context(cafile=_environ("VXGATE_CA_FILE") or None)
+    # A service that requires client certificates (vxgate-service --tls-client-ca).
+    cert = _environ("VXGATE_CLIENT_CERT")
+    if cert:
+        context.load_cert_chain(cert, _environ("VXGATE_CLIENT_KEY") or None)
     return context.wrap_socket(raw, server_hostname=host)
 
 

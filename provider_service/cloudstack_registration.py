@@ -255,8 +255,10 @@ def with_extension_token(api: Api, plan: ExtensionPlan, network: PhysicalNetwork
     registration holds now is offered for keeping, so a re-run changes nothing."""
     with _about(f"extension {plan.name}"):
         current = _named(api.list_all("listExtensions", {"name": plan.name}), plan.name)
-    registration: Mapping[str, Any] = next((r for r in (current or {}).get("resources") or []
-                         if r.get("type") == RESOURCE_TYPE and r.get("id") == network.id), {})
+    resources = (current or {}).get("resources") or []
+    registration: Mapping[str, Any] = next(
+        (r for r in resources if r.get("type") == RESOURCE_TYPE and r.get("id") == network.id),
+        {})
     held = str((registration.get("details") or {}).get(TOKEN_KEY) or "")
     token = tokens(plan.name, held)
     return replace(plan, registration_details={**plan.registration_details, TOKEN_KEY: token})

@@ -46,7 +46,50 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--database-url", default=None,
                         help="SQLAlchemy URL; default: SQLite in the state directory")
     parser.add_argument("--access-log", action="store_true", help="log every request")
+    tls = parser.add_argument_group(
+        "TLS", "serve HTTPS with a certificate from `vxgate ca issue` (default: plain HTTP)")
+    tls.add_argument("--tls-cert", type=Path, default=_env_path("VXGATE_TLS_CERT"),
+                     help="the service's certificate (PEM; default $VXGATE_TLS_CERT)")
+    tls.add_argument("--tls-key", type=Path, default=_env_path("VXGATE_TLS_KEY"),
+                     help="its private key (PEM, mode 0600; default $VXGATE_TLS_KEY)")
+    tls.add_argument("--tls-client-ca", type=Path, default=_env_path("VXGATE_TLS_CLIENT_CA"),
+                     help="require every client to present a certificate this CA signed "
+                          "(mutual TLS; default $VXGATE_TLS_CLIENT_CA)")
     return parser.parse_args(argv)
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name, "")
+    return Path(value) if value else None
+
+
+def tls_options(args: argparse.Namespace) -> dict[str, Any]:
+    """gunicorn's TLS settings; SettingsError (one line) for an unusable combination or
+    file, checked here because gunicorn would fail later, with a traceback, per worker."""
+    if args.tls_cert is None and args.tls_key is None:
+        if args.tls_client_ca is not None:
+            raise SettingsError("--tls-client-ca needs --tls-cert and --tls-key")
+        return {}
+    if args.tls_cert is None or args.tls_key is None:
+        raise SettingsError("--tls-cert and --tls-key go together")
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_client_ca is not None:
+            context.load_verify_locations(args.tls_client_ca)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+        raise SettingsError(f"TLS files unusable: {reason}") from None
+    options: dict[str, Any] = {"certfile": str(args.tls_cert), "keyfile": str(args.tls_key)}
+    if args.tls_client_ca is not None:
+        # Every connection must show a certificate the CA signed, before any HTTP: the
+        # agents (--cert-file), the entry-point and the admin commands (VXGATE_CLIENT_CERT).
+        # The token is still checked on every call: the certificate says "one of ours",
+        # the token says which device or role.
+        options.update(cert_reqs=ssl.CERT_REQUIRED, ca_certs=str(args.tls_client_ca))
+    return options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,11 +108,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = Settings.from_env()
+        tls = tls_options(args)
     except SettingsError as exc:
         print(f"vxgate-service: {exc}", file=sys.stderr)
         return 2
     schema.upgrade(settings.database_url)
-    print(f"vxgate service: http://{binds[0]}/v1  (database {_redact(settings.database_url)})")
+    scheme = "https" if tls else "http"
+    print(f"vxgate service: {scheme}://{binds[0]}/v1  (database {_redact(settings.database_url)})")
     # The token itself only to a person at a terminal; a journal or a CI log gets the
     # file that holds it.
     token_file = os.environ.get("VXGATE_ADMIN_TOKEN_FILE", "")
@@ -77,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     shown = token or f"$(cat {token_file})"
     print(f"admin token:    {token or 'in ' + token_file}")
     print(f"try:            curl -H \"Authorization: Bearer {shown}\" "
-          f"http://{binds[0]}/v1/zones", flush=True)
+          f"{scheme}://{binds[0]}/v1/zones", flush=True)
     options: dict[str, Any] = {
         "bind": binds,
         "workers": args.workers,
@@ -91,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         "accesslog": "-" if args.access_log else None,
         "loglevel": "info",
         "post_worker_init": answer_long_polls_on_stop,
+        **tls,
     }
     _Gunicorn(options).run()
     return 0
