@@ -115,7 +115,9 @@ def _text(value: object, field: str, control: re.Pattern[str]) -> str:
 
 def password(value: object, field: str) -> str:
     """Printable characters without white space: the password server keeps passwords in a
-    line-oriented store, and guests read them as one word."""
+    line-oriented store, and guests read them as one word. No error shows the value."""
+    if not isinstance(value, str):  # require_str would quote it
+        raise BadRequest(f"{field}: expected a string, got {type(value).__name__}")
     text = metadata(value, field)
     if text == "" or not text.isprintable() or any(char.isspace() for char in text):
         raise BadRequest(f"{field}: a password is one or more printable characters without "
