@@ -9,6 +9,7 @@ from provider_service.api import (
     device_state,
     direct_connect,
     inventory,
+    metrics,
     networks,
     openapi,
     placement,
@@ -26,6 +27,7 @@ BLUEPRINTS = (
     placement.blueprint,
     cloudstack.blueprint,
     openapi.blueprint,
+    metrics.blueprint,
 )
 
 
