@@ -68,7 +68,7 @@ def read_snapshot(session: Session) -> Snapshot:
 
 def pool_usage(session: Session) -> list[PoolUsage]:
     used = dict(session.execute(
-        select(Allocation.pool_id, func.count()).group_by(Allocation.pool_id)).tuples().all())
+        select(Allocation.pool_id, func.count()).group_by(Allocation.pool_id)).all())
     return [PoolUsage(pool.zone_id, pool.scope or ZONE_SCOPE_LABEL, pool.purpose,
                       pool.last_number - pool.first_number + 1, used.get(pool.id, 0))
             for pool in session.scalars(select(NumberPool).order_by(NumberPool.id))]
@@ -77,14 +77,14 @@ def pool_usage(session: Session) -> list[PoolUsage]:
 def device_gauges(session: Session) -> list[DeviceGauges]:
     devices = {name: DeviceGauges(name, role, generation) for name, role, generation in
                session.execute(select(Device.name, Device.role, Device.config_generation)
-                               .order_by(Device.name)).tuples()}
+                               .order_by(Device.name))}
     for name, artifact in session.execute(select(DeviceConfig.device_name,
-                                                 DeviceConfig.artifact)).tuples():
+                                                 DeviceConfig.artifact)):
         devices[name].artifacts.add(artifact)
     rows = session.execute(select(ObjectStatus.device_name, ObjectStatus.object_kind,
                                   ObjectStatus.object_id, ObjectStatus.generation,
                                   ObjectStatus.state, ObjectStatus.reason,
-                                  ObjectStatus.updated_at)).tuples()
+                                  ObjectStatus.updated_at))
     for name, kind, object_id, generation, state, reason, updated in rows:
         device = devices[name]
         if kind == ARTIFACT_KIND:
@@ -102,7 +102,7 @@ def device_gauges(session: Session) -> list[DeviceGauges]:
 
 def public_ips(session: Session) -> dict[str, int]:
     return dict(session.execute(select(PublicIp.zone_id, func.count())
-                                .group_by(PublicIp.zone_id)).tuples().all())
+                                .group_by(PublicIp.zone_id)).all())
 
 
 def families(snapshot: Snapshot) -> list[Metric]:

@@ -19,9 +19,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.service import Service, with_this_checkout
+from provider_service.app import create_app
+from provider_service.config import Settings
 from simulator.fabric import wait_until
 from tests import cloudstack_payloads as cp
 from tests.cloudstack_payloads import Net, Registration
+from tests.conftest import ADMIN_TOKEN
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 DEVICE = "hv-observe"
@@ -199,3 +202,34 @@ def test_the_agents_log_lines_carry_its_device(
     apply_line = next(line for line in lines if line["message"].startswith("applied"))
     assert apply_line["artifact"] == "frr.conf" and apply_line["logger"] == "agent.daemon"
     assert isinstance(apply_line["generation"], int)
+
+
+def test_a_metrics_token_when_set_is_required(database_url: str) -> None:
+    settings = Settings(database_url=database_url, admin_token=ADMIN_TOKEN,
+                        metrics_token="scrape-token-0123456789")
+    app = create_app(settings)
+    try:
+        client = app.test_client()
+        assert client.get("/metrics").status_code == 401
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        assert client.get("/metrics", headers=admin).status_code == 401
+        answer = client.get("/metrics", headers={
+            "Authorization": "Bearer scrape-token-0123456789"})
+        assert answer.status_code == 200
+        text = answer.get_data(as_text=True)
+        assert "# TYPE vxgate_events_total counter" in text
+        assert "# TYPE vxgate_pool_size gauge" in text
+    finally:
+        app.extensions["vxgate.db"].dispose()
+
+
+def test_the_answer_names_the_request_id_of_its_log_lines(database_url: str) -> None:
+    app = create_app(Settings(database_url=database_url, admin_token=ADMIN_TOKEN))
+    try:
+        client = app.test_client()
+        given = client.get("/healthz", headers={"X-Request-Id": "cs-job-42"})
+        assert given.headers["X-Request-Id"] == "cs-job-42"
+        made = client.get("/healthz", headers={"X-Request-Id": "bad id <script>"})
+        assert len(made.headers["X-Request-Id"]) == 16
+    finally:
+        app.extensions["vxgate.db"].dispose()
