@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import vxgate_log
 from agent.frr import FrrControl, FrrError
 from agent.service_client import Service, ServiceUnreachable
 from agent.status import ARTIFACT, ObjectStatus
@@ -128,6 +129,14 @@ class AgentLoop:
                 self._apply(name, artifact)
 
     def _apply(self, name: str, artifact: _Artifact) -> None:
+        # Every line of this apply, the appliers' included, names the artifact.
+        token = vxgate_log.bind(artifact=name, generation=self.generation)
+        try:
+            self._apply_bound(name, artifact)
+        finally:
+            vxgate_log.reset(token)
+
+    def _apply_bound(self, name: str, artifact: _Artifact) -> None:
         applier = self.appliers.get(name)
         started = self.clock()
         if applier is None:

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+import vxgate_log
 from agent.daemon import AgentLoop, ArtifactApplier, FrrArtifact
 from agent.frr import FrrReload
 from agent.service_client import Fetched, Service, ServiceClient, TlsFiles
@@ -56,6 +57,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="write the agent's PID here (removed on a clean stop)")
     parser.add_argument("--long-poll", type=int, default=25, help="seconds per long-poll")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-format", choices=vxgate_log.FORMATS, default=None,
+                        help="json (one object per line, the default) or text; default: "
+                             "$VXGATE_LOG_FORMAT, else json")
     return parser.parse_args(argv)
 
 
@@ -74,8 +78,12 @@ def build_loop(args: argparse.Namespace, service: _Interruptible) -> AgentLoop:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        vxgate_log.configure(args.log_format or vxgate_log.format_from_env(), args.log_level)
+    except ValueError as exc:  # a bad format or level
+        print(f"vxgate-agent: {exc}", file=sys.stderr)
+        return 2
+    vxgate_log.set_process_fields(device=args.device)  # on every line, from every thread
     try:
         token = args.token_file.read_text(encoding="ascii").strip()
         tls = TlsFiles(args.ca_file, args.cert_file, args.key_file)

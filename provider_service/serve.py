@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+import vxgate_log
+from provider_service import metrics_setup
 from provider_service.config import DEFAULT_STATE_DIR, SettingsError, ensure_admin_token_file
 from provider_service.stopping import answer_long_polls_on_stop
 
@@ -55,6 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     tls.add_argument("--tls-client-ca", type=Path, default=_env_path("VXGATE_TLS_CLIENT_CA"),
                      help="require every client to present a certificate this CA signed "
                           "(mutual TLS; default $VXGATE_TLS_CLIENT_CA)")
+    parser.add_argument("--log-format", choices=vxgate_log.FORMATS, default=None,
+                        help="json (one object per line) or text; default: "
+                             "$VXGATE_LOG_FORMAT, else json")
     return parser.parse_args(argv)
 
 
@@ -98,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(0o077)  # the database will hold VM passwords and user data
     state_dir = args.state_dir.resolve()
     os.environ["VXGATE_STATE_DIR"] = str(state_dir)
+    metrics_setup.prepare(state_dir)  # before anything imports prometheus_client
+    try:
+        log_format = args.log_format or vxgate_log.format_from_env()
+    except vxgate_log.LogFormatError as exc:
+        print(f"vxgate-service: VXGATE_LOG_FORMAT: {exc}", file=sys.stderr)
+        return 2
     if args.database_url:
         os.environ["VXGATE_DATABASE_URL"] = args.database_url
     if not os.environ.get("VXGATE_ADMIN_TOKEN"):
@@ -114,15 +126,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     schema.upgrade(settings.database_url)
     scheme = "https" if tls else "http"
-    print(f"vxgate service: {scheme}://{binds[0]}/v1  (database {_redact(settings.database_url)})")
+    _announce(f"vxgate service: {scheme}://{binds[0]}/v1  (database "
+              f"{_redact(settings.database_url)})", log_format)
     # The token itself only to a person at a terminal; a journal or a CI log gets the
-    # file that holds it.
+    # file that holds it (or the variable's name: a log line never has the token).
     token_file = os.environ.get("VXGATE_ADMIN_TOKEN_FILE", "")
-    token = settings.admin_token if sys.stdout.isatty() or not token_file else None
-    shown = token or f"$(cat {token_file})"
-    print(f"admin token:    {token or 'in ' + token_file}")
-    print(f"try:            curl -H \"Authorization: Bearer {shown}\" "
-          f"{scheme}://{binds[0]}/v1/zones", flush=True)
+    shown_as_is = sys.stdout.isatty() or not token_file
+    token = settings.admin_token if log_format == "text" and shown_as_is else None
+    where = f"in {token_file}" if token_file else "from $VXGATE_ADMIN_TOKEN"
+    shown = token or (f"$(cat {token_file})" if token_file else "$VXGATE_ADMIN_TOKEN")
+    _announce(f"admin token:    {token or where}", log_format)
+    _announce(f"try:            curl -H \"Authorization: Bearer {shown}\" "
+              f"{scheme}://{binds[0]}/v1/zones", log_format)
     options: dict[str, Any] = {
         "bind": binds,
         "workers": args.workers,
@@ -135,11 +150,23 @@ def main(argv: list[str] | None = None) -> int:
         "control_socket": str(state_dir / "gunicorn.ctl"),
         "accesslog": "-" if args.access_log else None,
         "loglevel": "info",
+        "logconfig_dict": vxgate_log.gunicorn_config(log_format, access_log=args.access_log),
         "post_worker_init": answer_long_polls_on_stop,
+        "child_exit": metrics_setup.child_exit,
         **tls,
     }
     _Gunicorn(options).run()
     return 0
+
+
+def _announce(line: str, log_format: str) -> None:
+    """A start-up line: as it is in text mode, else one JSON log line like all others."""
+    if log_format == "text":
+        print(line, flush=True)
+    else:
+        record = logging.LogRecord("provider_service.serve", logging.INFO, __file__, 0,
+                                   " ".join(line.split()), None, None)
+        print(vxgate_log.JsonFormatter().format(record), flush=True)
 
 
 def _redact(url: str) -> str:

@@ -9,6 +9,7 @@ from provider_service.api import (
     device_state,
     direct_connect,
     inventory,
+    metrics,
     networks,
     openapi,
     placement,
@@ -28,6 +29,7 @@ BLUEPRINTS = (
     cloudstack.blueprint,
     tokens.blueprint,
     openapi.blueprint,
+    metrics.blueprint,
 )
 
 

@@ -12,6 +12,7 @@ from flask import Blueprint, request
 from flask.typing import ResponseReturnValue
 
 from provider_service import device_state as ops
+from provider_service import metrics
 from provider_service import validation as v
 from provider_service.api.body import Body
 from provider_service.api.openapi import operation
@@ -160,11 +161,20 @@ def put_status(name: str) -> ResponseReturnValue:
     generation = body.get("generation", lambda x, f: v.parse_int(x, f, 0, 2**62))
     reports = [parse_report(item, i) for i, item in enumerate(body.items("objects"))]
 
+    latencies: list[tuple[str, float]] = []
+    roles: list[str] = []
+
     def work(session: Any) -> dict[str, Any]:
-        ops.record_status(session, ops.get_device(session, name), generation, reports)
+        device = ops.get_device(session, name)
+        # Assigned, not appended: a write retried after a race runs this again.
+        latencies[:] = ops.apply_latencies(session, device, generation, reports)
+        roles[:] = [device.role]
+        ops.record_status(session, device, generation, reports)
         return {"device": name, "recorded": len(reports)}
 
-    return db().write(work, desired_state=False)
+    answer = db().write(work, desired_state=False)
+    metrics.observe_apply_latencies(roles[0], latencies)  # committed: count it once
+    return answer
 
 
 @blueprint.get("/devices/<name>/status")
