@@ -330,7 +330,7 @@ def test_second_run_changes_nothing() -> None:
     lines, warnings = register(fake)
     assert len(fake.changes) == before
     assert all(line.startswith("unchanged ") for line in lines), lines
-    assert len(lines) == 14  # 2 extensions × 5 objects, 4 offerings
+    assert len(lines) == 14  # 2 extensions with 5 objects each, 4 offerings
     assert warnings == [w for w in warnings if "not ready" in w]
 
 
