@@ -33,8 +33,9 @@ from agent.status import ARTIFACT, ObjectStatus
 
 log = logging.getLogger(__name__)
 
-# Links and namespaces before FRR: FRR's netns VRFs name the namespaces softgate.json makes.
-APPLY_ORDER = ("softgate.json", "frr.conf")
+# Links and namespaces before FRR: FRR's netns VRFs name the namespaces softgate.json makes,
+# and a VTEP leaf's VNIs (leaf.json) are VXLAN devices for FRR's advertise-all-vni.
+APPLY_ORDER = ("softgate.json", "leaf.json", "frr.conf")
 LONG_POLL_S = 25
 RESYNC_S = 300.0
 BACKOFF_FIRST_S = 1.0

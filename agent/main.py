@@ -3,7 +3,8 @@
     vxgate-agent --service http://192.0.2.5:8640 --device sg1 --token-file /etc/vxgate/token
 
 It fetches the device's artifacts from the service and applies them: frr.conf on every
-role, softgate.json (links, nftables, dnsmasq, metadata) on SoftGates. Stopping it leaves
+role, softgate.json (links, nftables, dnsmasq, metadata) on SoftGates, leaf.json (the
+direct connects' bridges and VXLAN devices) on VTEP leaves. Stopping it leaves
 the data plane as it is: dnsmasq, the metadata server, nftables, links and FRR keep
 running, and the next start converges from what it finds.
 """
@@ -51,6 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="frr.conf, dnsmasq and metadata files")
     parser.add_argument("--softgate", action="store_true",
                         help="also apply softgate.json (links, nftables, DHCP, metadata)")
+    parser.add_argument("--vtep-leaf", action="store_true",
+                        help="also apply leaf.json (a VTEP leaf's direct-connect VNIs)")
     parser.add_argument("--frr-vty-dir", type=Path, default=None,
                         help="FRR with sockets and pid files in one directory (simulator)")
     parser.add_argument("--pid-file", type=Path, default=None,
@@ -73,6 +76,11 @@ def build_loop(args: argparse.Namespace, service: _Interruptible) -> AgentLoop:
         softgate = SoftGateArtifact.real(args.state_dir, frr)
         appliers[SOFTGATE_JSON] = softgate
         softgate.start_health_loop(loop.enqueue)
+    if args.vtep_leaf:
+        from agent.ipr import Ipr
+        from agent.leaf_ports import LEAF_JSON, LeafPortsArtifact
+
+        appliers[LEAF_JSON] = LeafPortsArtifact(Ipr())
     return loop
 
 

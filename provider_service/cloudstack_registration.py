@@ -100,6 +100,35 @@ class Options:
 
 
 @dataclass(frozen=True)
+class CustomActionPlan:
+    """A network custom action (addCustomAction, resource type Network): CloudStack
+    offers it on the extension's networks and sends it as `custom-action`."""
+
+    name: str
+    description: str
+    parameters: tuple[tuple[str, str], ...]  # (name, type), all required
+
+    def create_params(self, extension_id: str) -> dict[str, object]:
+        return {
+            "extensionid": extension_id, "name": self.name, "description": self.description,
+            "resourcetype": "Network", "enabled": "true",
+            "parameters": [{"name": name, "type": kind, "required": "true"}
+                           for name, kind in self.parameters],
+        }
+
+
+# Direct connect (provider_service/direct_connect.py): a VLAN on a VTEP leaf's port
+# joins the network's L2 segment.
+_PORT_VLAN = (("device", "STRING"), ("port", "STRING"), ("vlan", "NUMBER"))
+CUSTOM_ACTIONS = (
+    CustomActionPlan("attach-vlan", "Join a VLAN on a VTEP leaf's port to this network "
+                     "(bare-metal direct connect)", _PORT_VLAN),
+    CustomActionPlan("detach-vlan", "Take a VLAN on a VTEP leaf's port off this network",
+                     _PORT_VLAN),
+)
+
+
+@dataclass(frozen=True)
 class ExtensionPlan:
     name: str
     path: str
@@ -107,6 +136,7 @@ class ExtensionPlan:
     details: dict[str, str]
     # physical-network-extension-details of its registration: service URL, token, mode.
     registration_details: dict[str, str] = field(repr=False)
+    custom_actions: tuple[CustomActionPlan, ...] = CUSTOM_ACTIONS
 
     def create_params(self) -> dict[str, object]:
         return {
@@ -245,6 +275,8 @@ def reconcile(api: Api, plan: Plan, say: Say, warn: Say,
         extension = ensure_extension(api, wanted, say, warn)
         ensure_registration(api, extension, network, wanted.registration_details, say)
         ensure_provider(api, wanted.name, network, say)
+        for action in wanted.custom_actions:
+            ensure_custom_action(api, extension, action, say)
     for offering in plan.offerings:
         ensure_offering(api, offering, say, warn)
 
@@ -401,6 +433,19 @@ def ensure_provider(api: Api, name: str, network: PhysicalNetwork, say: Say) -> 
             return
         api.call("updateNetworkServiceProvider", {"id": found["id"], "state": ENABLED})
         say(f"updated {subject}: state {ENABLED}")
+
+
+def ensure_custom_action(api: Api, extension: Mapping[str, Any], plan: CustomActionPlan,
+                         say: Say) -> None:
+    subject = f"custom action {plan.name} of {extension['name']}"
+    with _about(subject):
+        found = _named(api.list_all("listCustomActions", {"extensionid": extension["id"],
+                                                          "name": plan.name}), plan.name)
+        if found is not None:
+            say(f"unchanged {subject}")
+            return
+        api.call("addCustomAction", plan.create_params(str(extension["id"])))
+    say(f"created {subject}")
 
 
 def ensure_offering(api: Api, plan: OfferingPlan, say: Say, warn: Say) -> None:
