@@ -286,7 +286,7 @@ def render(before: list[audit.Drift], after: list[audit.Drift], failures: list[s
             lines.append("Left after repair:")
     if after:
         rows = [[d.kind, d.key, d.where, shorten(d.detail, DETAIL_CHARS) or "-",
-                 shorten(d.repair, DETAIL_CHARS + 20)] for d in after]
+                 d.repair] for d in after]  # last column: whole, it says what to run
         lines += _columns(["KIND", "KEY", "WHERE", "DETAIL", "REPAIR"], rows)
         lines.append("")
     rules = sum(len(f["rules"]) for f in ours.firewalls.values())
