@@ -48,7 +48,7 @@ class Call:
     method: str
     path: str
     body: Json | None = field(default=None, compare=False, hash=False)
-    phase: int = 0
+    phase: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
