@@ -226,8 +226,6 @@ def _network_drift(networks: Mapping[str, Json], svc: ServiceView,
             ("gateway", network.get("gateway", ""), ours["gateway"]),
             ("VPC", match.vpcs.get(network.get("vpcid") or "", network.get("vpcid")),
              ours.get("vpc_id"))))
-        if ours.get("state") == "destroyed":
-            differences.append("the service holds it as a destroyed tier")
         if differences:
             drifts.append(Drift("network", key, DIFFERENT,
                                 f"network {ours['id']}: " + "; ".join(differences),
