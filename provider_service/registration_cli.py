@@ -36,7 +36,8 @@ class UsageError(Exception):
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) \
         -> argparse.ArgumentParser:
-    """Add `cloudstack register` to `vxgate`'s sub-commands; returns the register parser."""
+    """Add `cloudstack register` and `cloudstack audit` to `vxgate`'s sub-commands;
+    returns the register parser."""
     cloudstack = subparsers.add_parser("cloudstack", help="integration with CloudStack")
     actions = cloudstack.add_subparsers(dest="cloudstack_action", required=True)
     register = actions.add_parser(
@@ -73,14 +74,21 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     register.add_argument("--egress-default", choices=("allow", "deny"), default="allow",
                           help="default egress policy of the isolated offerings "
                                "(default: %(default)s)")
+    from provider_service import audit_cli  # it uses this module's credential checks
+
+    audit_cli.add_parser(actions)
     return register
 
 
 def run(args: argparse.Namespace, *, environ: Mapping[str, str] | None = None,
         api_factory: ApiFactory | None = None,
         token_issuer: reg.TokenIssuer | None = None) -> int:
-    """Run `vxgate cloudstack register`; the exit code. `token_issuer` None: each
-    extension's token comes from the service (POST /v1/extension-tokens/<name>)."""
+    """Run `vxgate cloudstack register` (or `audit`); the exit code. `token_issuer` None:
+    each extension's token comes from the service (POST /v1/extension-tokens/<name>)."""
+    if getattr(args, "cloudstack_action", "register") == "audit":
+        from provider_service import audit_cli
+
+        return audit_cli.run(args, environ=environ)
     env = os.environ if environ is None else environ
     secrets: list[str] = []
     try:
