@@ -9,8 +9,9 @@
 #   2. /opt/vxgate/venv: a virtual environment on the system interpreter with the system
 #      site packages (Debian's python3-nftables imports only there), the pinned
 #      requirements.txt and vxgate itself (not editable: the checkout may go away).
-#   3. The systemd units, the vxgate user (sysusers.d), /etc/vxgate (tmpfiles.d),
-#      /etc/vxgate/vxgate.env.sample and, only if absent, /etc/vxgate/vxgate.env.
+#   3. /usr/local/bin/vxgate (the admin command), the systemd units, the vxgate user
+#      (sysusers.d), /etc/vxgate (tmpfiles.d), /etc/vxgate/vxgate.env.sample and, only
+#      if absent, /etc/vxgate/vxgate.env.
 #   4. systemctl daemon-reload and enable; with --start also start (or restart).
 #
 # No simulator, no dev tools, no PostgreSQL server (docs/operations.md says where to put
@@ -37,7 +38,8 @@ die() {
 }
 
 usage() {
-    sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    # The comment block at the top of this file.
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"
 }
 
 ROLE=""
@@ -165,6 +167,13 @@ install_file() {
         echo "install: wrote ${dest#"$ROOT"}"
     fi
 }
+
+# The admin command on PATH (`vxgate status`, `vxgate cloudstack register`, `vxgate db`).
+if [[ "$(readlink "$ROOT/usr/local/bin/vxgate" 2>/dev/null || true)" != "$PREFIX/venv/bin/vxgate" ]]; then
+    install -d -m 0755 "$ROOT/usr/local/bin"
+    ln -sfn "$PREFIX/venv/bin/vxgate" "$ROOT/usr/local/bin/vxgate"
+    echo "install: linked /usr/local/bin/vxgate"
+fi
 
 PACKAGING="$REPO/packaging"
 for unit in "${UNITS[@]}"; do
