@@ -36,6 +36,36 @@ def dump_tables(engine: Engine) -> Dump:
                 for table in Base.metadata.sorted_tables}
 
 
+class DbWatch:
+    """Whether anything was committed since the last look, cheaply: SQLite's
+    data_version changes with every commit of another connection. The full dump says
+    what changed, for the assertion message."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.connection = engine.raw_connection()
+        self.seen = self.version()
+
+    def version(self) -> int:
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute("PRAGMA data_version")
+            row = cursor.fetchone()
+            assert row is not None
+            return int(row[0])
+        finally:
+            cursor.close()
+
+    def changed(self) -> bool:
+        """True once per commit (or run of commits) since the last call."""
+        now = self.version()
+        changed, self.seen = now != self.seen, now
+        return changed
+
+    def close(self) -> None:
+        self.connection.close()
+
+
 def dump_difference(before: Dump, after: Dump) -> str:
     """The first table whose rows changed, for an assertion message ("" when none)."""
     for name in before:
@@ -61,12 +91,12 @@ def run_entry_point(client: FlaskClient, argv: list[str]) -> tuple[int, str, lis
 
     printed = io.StringIO()
     original = vxgate_extension.post
-    vxgate_extension.post = post  # type: ignore[assignment]
+    vxgate_extension.post = post
     try:
         with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
             code = vxgate_extension.main(["vxgate_extension.py", *argv])
     finally:
-        vxgate_extension.post = original  # type: ignore[assignment]
+        vxgate_extension.post = original
     return code, printed.getvalue(), statuses
 
 

@@ -123,10 +123,11 @@ def password(value: object, field: str) -> str:
     """Printable characters without white space: the password server keeps passwords in a
     line-oriented store, and guests read them as one word."""
     text = metadata(value, field)
-    if not 0 < len(text) <= MAX_PASSWORD_CHARS or not text.isprintable() \
-            or any(char.isspace() for char in text):
-        raise BadRequest(f"{field}: a password is 1-{MAX_PASSWORD_CHARS} printable "
-                         "characters without white space")
+    if text == "" or not text.isprintable() or any(char.isspace() for char in text):
+        raise BadRequest(f"{field}: a password is one or more printable characters without "
+                         "white space")
+    if len(text) > MAX_PASSWORD_CHARS:
+        raise BadRequest(f"{field}: a password is at most {MAX_PASSWORD_CHARS} characters")
     return text
 
 
