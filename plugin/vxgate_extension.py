@@ -193,6 +193,8 @@ def _load_json_file(path: str) -> object:
         raise Failure(f"cannot read payload file: {error.strerror}") from None
     except (ValueError, UnicodeDecodeError) as error:
         raise Failure(f"payload file is not JSON: {error}") from None
+    except RecursionError:  # JSON nested deeper than the parser recurses
+        raise Failure("payload file is not JSON: nested too deeply") from None
 
 
 def _timeout(text: str) -> float:
