@@ -217,6 +217,8 @@ class Topology:
         if self.role(node) == "softgate":
             body["upstream_peers"] = [{"address": self.upstream_address(node),
                                        "remote_asn": self.upstream_asn}]
+            # sg1 is the active SoftGate of the zone; any other is its standby.
+            body["standby"] = node != self.softgate_names[0]
         return body
 
     def inventory(self) -> tuple[tuple[str, dict[str, Any]], ...]:
