@@ -2,7 +2,7 @@
 is down
 
 Revision ID: 5d1c0e7a9b42
-Revises: 3f6b2d9c41e7
+Revises: 3a56a99dd056
 Create Date: 2026-11-21 14:00:00.000000
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 revision = '5d1c0e7a9b42'
-down_revision = '3f6b2d9c41e7'
+down_revision = '3a56a99dd056'
 branch_labels = None
 depends_on = None
 
