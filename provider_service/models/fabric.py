@@ -10,6 +10,8 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+)
+from sqlalchemy import (
     false as sa_false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
