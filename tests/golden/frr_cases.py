@@ -164,6 +164,7 @@ def nothing_assigned(request: Request) -> str:
 CASES: dict[str, Callable[[Request], str]] = {
     function.__name__: function
     for function in (hypervisor, spine, leaf, leaf_direct_connect, softgate_isolated,
-                     softgate_vpcs, softgate_routed_upstream, softgate_standby, softgate_vlan_handoff,
+                     softgate_vpcs, softgate_routed_upstream, softgate_standby,
+                     softgate_vlan_handoff,
                      softgate_kernel_vrf, nothing_assigned)
 }
