@@ -52,9 +52,10 @@ def add_parser(actions: argparse._SubParsersAction[argparse.ArgumentParser]) \
         "audit", help="compare CloudStack's networks, VPCs, public IPs and rules with the "
                       "service's; --repair fixes what it can",
         description="List networks, VPCs, public IPs, port forwards, firewall rules, "
-                    "load balancers and network ACL items in CloudStack and in the service and report what only one side has or "
-                    "what differs. Exit status 0: no drift; 1: drift (or drift left after "
-                    "--repair); 2: CloudStack or the service could not be asked.")
+                    "load balancers and network ACL items in CloudStack and in the service "
+                    "and report what only one side has or what differs. Exit status 0: no "
+                    "drift; 1: drift (or drift left after --repair); 2: CloudStack or the "
+                    "service could not be asked.")
     api = parser.add_argument_group("CloudStack API")
     api.add_argument("--endpoint", help="API URL (default: $CLOUDSTACK_ENDPOINT)")
     api.add_argument("--api-key", help="admin API key (default: $CLOUDSTACK_KEY)")

@@ -17,7 +17,7 @@ import pytest
 from bench.service import running_service
 from provider_service import cli
 from simulator.cloudstack.cloud import CloudStackSim, Site
-from simulator.cloudstack.model import FirewallRule
+from simulator.cloudstack.model import FirewallRule, LoadBalancer
 from simulator.cloudstack.operator import install_entry_points, register
 from simulator.cloudstack.server import running_cloudstack
 from tests.functional.test_cloudstack_sim import Cloud, create_network, deploy
@@ -49,8 +49,8 @@ def cloud() -> Iterator[Cloud]:
 
 @pytest.fixture(scope="module")
 def world(cloud: Cloud) -> dict[str, Any]:
-    """An isolated network with a VM, a port forward and a static NAT; a second one;
-    a VPC with a tier and a VM."""
+    """An isolated network with a VM, a port forward, a static NAT and a load balancer;
+    a second one; a VPC with a tier, a VM and an ACL list of one item."""
     api = cloud.api
     net1 = create_network(cloud, "net1", "10.110.0.1")
     vm1 = deploy(cloud, "vm1", net1["id"])
@@ -60,6 +60,10 @@ def world(cloud: Cloud) -> dict[str, Any]:
                                            virtualmachineid=vm1["id"])["portforwardingrule"]
     api.createPortForwardingRule(ipaddressid=ip["id"], privateport=80, publicport=8080,
                                  protocol="tcp", virtualmachineid=vm1["id"])
+    lb = api.createLoadBalancerRule(publicipid=ip["id"], name="web", publicport=80,
+                                    privateport=8080, algorithm="roundrobin",
+                                    openfirewall=False)["loadbalancer"]
+    api.assignToLoadBalancerRule(id=lb["id"], virtualmachineids=vm1["id"])
     static = api.associateIpAddress(networkid=net1["id"])["ipaddress"]
     api.enableStaticNat(ipaddressid=static["id"], virtualmachineid=vm1["id"])
     net2 = create_network(cloud, "net2", "10.111.0.1")
@@ -68,6 +72,11 @@ def world(cloud: Cloud) -> dict[str, Any]:
                         vpcofferingid=cloud.offerings["vxgate-vpc"], zoneid=cloud.zone)["vpc"]
     tier = create_network(cloud, "tier1", "10.12.1.1", vpcid=vpc["id"])
     deploy(cloud, "vm3", tier["id"])
+    acl = api.createNetworkACLList(name="acl1", vpcid=vpc["id"])["networkacllist"]
+    api.createNetworkACL(aclid=acl["id"], number=10, protocol="tcp", startport=22,
+                         endport=22, cidrlist="0.0.0.0/0", action="allow",
+                         traffictype="ingress")
+    api.replaceNetworkACLList(networkid=tier["id"], aclid=acl["id"])
     assert not cloud.failed()
     return {"net1": net1, "net2": net2, "ip": ip, "forward": forward, "static": static,
             "tier": tier}
@@ -107,7 +116,8 @@ def test_no_drift_after_cloudstack_sent_everything(
     code, out, err = audit(cloud, capsys, tmp_path)
     assert (code, err) == (0, ""), out
     assert out == ("no drift: CloudStack and the service agree on 3 networks, 1 VPC, "
-                          "5 public IPs, 2 port forwards and 2 firewall rules\n"), out
+                          "5 public IPs, 2 port forwards, 2 firewall rules, 1 LB rule and 1 ACL "
+                   "item\n"), out
 
 
 def test_drift_both_ways_is_reported_and_repaired(
