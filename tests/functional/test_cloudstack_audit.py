@@ -110,6 +110,24 @@ def forget_network(sim: CloudStackSim, network: int) -> None:
     del sim.db.networks[network]
 
 
+def inject_lb_and_acl_drift(cloud: Cloud, net1: str, tier: str, public_ip: int) -> None:
+    """The service's LB loses its member and its tier's ACL gains an item; CloudStack's
+    database gains an LB rule and changes an ACL item, without an event."""
+    service, sim = cloud.service, cloud.sim
+    (web,) = service.ok("GET", f"/v1/networks/{net1}/load-balancers")["rules"]
+    service.ok("PUT", f"/v1/networks/{net1}/load-balancers",
+               {"rules": [{**web, "backends": []}]})
+    items = service.ok("GET", f"/v1/networks/{tier}/acl")["rules"]
+    service.ok("PUT", f"/v1/networks/{tier}/acl", {"rules": [*items, {
+        "number": 20, "action": "allow", "trafficType": "ingress", "protocol": "udp",
+        "portStart": 53, "portEnd": 53, "sourceCidrs": ["198.51.100.0/24"]}]})
+    sim.db.load_balancers.add(LoadBalancer(sim.db.load_balancers.next_id(),
+                                           network=int(net1), name="api",
+                                           public_ip=public_ip, public_port=443,
+                                           private_port=8443, algorithm="leastconn"))
+    next(i for i in sim.db.acl_items.values() if i.number == 10).action = "deny"
+
+
 def test_no_drift_after_cloudstack_sent_everything(
         cloud: Cloud, world: dict[str, Any], capsys: pytest.CaptureFixture[str],
         tmp_path: Path) -> None:
@@ -148,6 +166,8 @@ def test_drift_both_ways_is_reported_and_repaired(
                                            network=int(net1), protocol="udp",
                                            ports=(53, 53), public_ip=public.db_id,
                                            source_cidrs=["198.51.100.0/24"]))
+    tier = db_id(sim.db.networks, world["tier"]["id"])
+    inject_lb_and_acl_drift(cloud, net1, tier, public.db_id)
 
     code, out, err = audit(cloud, capsys, tmp_path)
     assert (code, err) == (1, ""), out
@@ -171,14 +191,29 @@ def test_drift_both_ways_is_reported_and_repaired(
         f"firewall-rule network {net1}: ingress udp/53 to {address} from 198.51.100.0/24 "
         "cloudstack only - cannot repair: the API does not show CloudStack's internal id "
         "the service keys rules by — run restartNetwork cleanup=true",
+        f"lb-rule network {net1}: {address} tcp/80 different roundrobin to :8080 "
+        "(10.110.0.2) (service: roundrobin to :8… set it in the service (as apply-lb-rules "
+        "would)",
+        f"lb-rule network {net1}: {address} tcp/443 cloudstack only leastconn to :8443 "
+        "(no members) cannot repair: the API does not show CloudStack's internal id "
+        "the service keys rules by — run restartNetwork cleanup=true",
+        f"acl-item network {tier}: #10 different deny ingress tcp/22 from 0.0.0.0/0 "
+        "(service: allow ingress… set the tier's ACL in the service "
+        "(as apply-network-acl would)",
+        f"acl-item network {tier}: #20 service only allow ingress udp/53 from "
+        "198.51.100.0/24 remove it from the service's ACL (as apply-network-acl would)",
     ], out
-    assert lines[-1] == ("7 drift items: 3 only in CloudStack, 4 only in the service, "
-                         "0 different; 6 repairable"), out
+    assert lines[-1] == ("11 drift items: 4 only in CloudStack, 5 only in the service, "
+                         "2 different; 9 repairable"), out
 
     code, out, err = audit(cloud, capsys, tmp_path, "--repair")
     assert (code, err) == (1, ""), out
-    assert "Repaired 6 of them through the service's API." in out
-    assert "Left after repair:" in out and "firewall-rule" in out
+    assert "Repaired 9 of them through the service's API." in out
+    assert "Left after repair:" in out and "firewall-rule" in out and "tcp/443" in out
+    (web,) = service.ok("GET", f"/v1/networks/{net1}/load-balancers")["rules"]
+    assert web["backends"] == [{"ip": "10.110.0.2", "port": 8080}]
+    assert [(i["number"], i["action"]) for i in
+            service.ok("GET", f"/v1/networks/{tier}/acl")["rules"]] == [(10, "deny")]
     assert service.ok("GET", f"/v1/zones/1/public-ips/{static}")["static_nat"][
         "private_ip"] == "10.110.0.2"
     assert service.call("GET", "/v1/networks/999")[0] == 404
