@@ -15,6 +15,7 @@ shows only UUIDs. So objects are matched on what both sides show:
 - static NAT: its public IP. Port forward: public IP + protocol + public port range.
 - firewall rule: the network + (direction, protocol, ports, ICMP type/code, public IP,
   source CIDRs, destination CIDRs): rule ids differ between the two sides.
+- load-balancer rule and network ACL item: see audit_rules.py.
 
 Only CloudStack objects of vxgate's offerings count: networks and VPCs whose offering
 names a vxgate provider, and the public IPs and rules of those.
@@ -53,7 +54,8 @@ class Call:
 
 @dataclass(frozen=True)
 class Drift:
-    kind: str  # network, vpc, public-ip, static-nat, port-forward, firewall-rule
+    kind: str  # network, vpc, public-ip, static-nat, port-forward, firewall-rule,
+    #            lb-rule, acl-item
     key: str  # how the object is matched, readable: "vxlan://10000 10.1.0.0/24"
     where: str  # CLOUDSTACK_ONLY, SERVICE_ONLY or DIFFERENT
     detail: str
@@ -77,6 +79,9 @@ class CloudStackView:
     public_ips: list[Json]
     port_forwards: list[Json]
     firewall_rules: list[Json]  # listFirewallRules + listEgressFirewallRules
+    # listLoadBalancerRules, each with "memberips": its members' addresses on its network
+    load_balancers: list[Json] = field(default_factory=list)
+    acl_items: list[Json] = field(default_factory=list)  # listNetworkACLs
 
 
 @dataclass(frozen=True)
@@ -89,6 +94,8 @@ class ServiceView:
     public_ips: list[Json]  # GET /v1/zones/<z>/public-ips, every zone
     port_forwards: list[Json]  # GET .../port-forwards, each with its "zone_id" added
     firewalls: dict[str, Json]  # network id → GET /v1/networks/<id>/firewall
+    load_balancers: dict[str, Json] = field(default_factory=dict)  # → GET .../load-balancers
+    acls: dict[str, Json] = field(default_factory=dict)  # VPC tier id → GET .../acl
 
 
 @dataclass
@@ -126,6 +133,12 @@ def compare(cs: CloudStackView, svc: ServiceView, provider: str = "vxgate") -> l
     drifts += _port_forward_drift(forwards, svc, match, repairable_ips)
     rules = [r for r in cs.firewall_rules if r.get("networkid") in networks]
     drifts += _firewall_drift(rules, svc, match)
+    # Here, not at the top: audit_rules builds on this module's Drift and Call.
+    from provider_service import audit_rules
+
+    lbs = [r for r in cs.load_balancers if r.get("networkid") in networks]
+    drifts += audit_rules.lb_drift(lbs, svc.load_balancers, match)
+    drifts += audit_rules.acl_drift(networks, cs.acl_items, svc.acls, match)
     return drifts
 
 
@@ -139,7 +152,9 @@ def _without_doomed(svc: ServiceView, matched: set[str]) -> ServiceView:
         svc, public_ips=ips,
         port_forwards=[f for f in svc.port_forwards
                        if (str(f["zone_id"]), f["public_ip"]) in kept],
-        firewalls={k: v for k, v in svc.firewalls.items() if k in matched})
+        firewalls={k: v for k, v in svc.firewalls.items() if k in matched},
+        load_balancers={k: v for k, v in svc.load_balancers.items() if k in matched},
+        acls={k: v for k, v in svc.acls.items() if k in matched})
 
 
 # --- which CloudStack objects are ours --------------------------------------------------

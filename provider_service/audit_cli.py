@@ -51,10 +51,11 @@ def add_parser(actions: argparse._SubParsersAction[argparse.ArgumentParser]) \
     parser = actions.add_parser(
         "audit", help="compare CloudStack's networks, VPCs, public IPs and rules with the "
                       "service's; --repair fixes what it can",
-        description="List networks, VPCs, public IPs, port forwards and firewall rules in "
-                    "CloudStack and in the service and report what only one side has or "
-                    "what differs. Exit status 0: no drift; 1: drift (or drift left after "
-                    "--repair); 2: CloudStack or the service could not be asked.")
+        description="List networks, VPCs, public IPs, port forwards, firewall rules, "
+                    "load balancers and network ACL items in CloudStack and in the service "
+                    "and report what only one side has or what differs. Exit status 0: no "
+                    "drift; 1: drift (or drift left after --repair); 2: CloudStack or the "
+                    "service could not be asked.")
     api = parser.add_argument_group("CloudStack API")
     api.add_argument("--endpoint", help="API URL (default: $CLOUDSTACK_ENDPOINT)")
     api.add_argument("--api-key", help="admin API key (default: $CLOUDSTACK_KEY)")
@@ -211,7 +212,22 @@ def fetch_cloudstack(api: reg.Api) -> audit.CloudStackView:
         public_ips=api.list_all("listPublicIpAddresses", {**every, "allocatedonly": True}),
         port_forwards=api.list_all("listPortForwardingRules", every),
         firewall_rules=api.list_all("listFirewallRules", every)
-        + api.list_all("listEgressFirewallRules", every))
+        + api.list_all("listEgressFirewallRules", every),
+        load_balancers=_load_balancers(api, every),
+        acl_items=api.list_all("listNetworkACLs", every))
+
+
+def _load_balancers(api: reg.Api, every: dict[str, object]) -> list[audit.Json]:
+    """listLoadBalancerRules, each with its members' addresses on its network: the
+    service knows members by address, listLoadBalancerRuleInstances names VMs."""
+    nics = {(vm["id"], nic.get("networkid")): nic.get("ipaddress", "")
+            for vm in api.list_all("listVirtualMachines", every)
+            for nic in vm.get("nic", [])}
+    rules = api.list_all("listLoadBalancerRules", every)
+    return [{**rule, "memberips": sorted(
+        nics.get((vm["id"], rule.get("networkid")), "") for vm in
+        api.list_all("listLoadBalancerRuleInstances", {**every, "id": rule["id"]}))}
+        for rule in rules]
 
 
 def fetch_service(request: Request) -> audit.ServiceView:
@@ -224,9 +240,14 @@ def fetch_service(request: Request) -> audit.ServiceView:
                                               f"{_q(ip['address'])}/port-forwards", None)]
     firewalls = {n["id"]: request("GET", f"/v1/networks/{_q(n['id'])}/firewall", None)
                  for n in networks}
+    lbs = {n["id"]: request("GET", f"/v1/networks/{_q(n['id'])}/load-balancers", None)
+           for n in networks}
+    acls = {n["id"]: request("GET", f"/v1/networks/{_q(n['id'])}/acl", None)
+            for n in networks if n.get("vpc_id")}
     return audit.ServiceView(zones=zones, networks=networks,
                              vpcs=request("GET", "/v1/vpcs", None), public_ips=public_ips,
-                             port_forwards=forwards, firewalls=firewalls)
+                             port_forwards=forwards, firewalls=firewalls,
+                             load_balancers=lbs, acls=acls)
 
 
 def http_request(base_url: str, token: str) -> Request:
@@ -290,6 +311,8 @@ def render(before: list[audit.Drift], after: list[audit.Drift], failures: list[s
         lines += _columns(["KIND", "KEY", "WHERE", "DETAIL", "REPAIR"], rows)
         lines.append("")
     rules = sum(len(f["rules"]) for f in ours.firewalls.values())
+    lbs = sum(len(f["rules"]) for f in ours.load_balancers.values())
+    acl_items = sum(len(f["rules"]) for f in ours.acls.values())
     if after:
         lines.append(summary(after))
     else:
@@ -297,8 +320,9 @@ def render(before: list[audit.Drift], after: list[audit.Drift], failures: list[s
                      f"{_count(len(ours.networks), 'network')}, "
                      f"{_count(len(ours.vpcs), 'VPC')}, "
                      f"{_count(len(ours.public_ips), 'public IP')}, "
-                     f"{_count(len(ours.port_forwards), 'port forward')} and "
-                     f"{_count(rules, 'firewall rule')}")
+                     f"{_count(len(ours.port_forwards), 'port forward')}, "
+                     f"{_count(rules, 'firewall rule')}, {_count(lbs, 'LB rule')} and "
+                     f"{_count(acl_items, 'ACL item')}")
     return "\n".join(lines) + "\n"
 
 

@@ -17,7 +17,7 @@ import pytest
 from bench.service import running_service
 from provider_service import cli
 from simulator.cloudstack.cloud import CloudStackSim, Site
-from simulator.cloudstack.model import FirewallRule
+from simulator.cloudstack.model import FirewallRule, LoadBalancer
 from simulator.cloudstack.operator import install_entry_points, register
 from simulator.cloudstack.server import running_cloudstack
 from tests.functional.test_cloudstack_sim import Cloud, create_network, deploy
@@ -49,8 +49,8 @@ def cloud() -> Iterator[Cloud]:
 
 @pytest.fixture(scope="module")
 def world(cloud: Cloud) -> dict[str, Any]:
-    """An isolated network with a VM, a port forward and a static NAT; a second one;
-    a VPC with a tier and a VM."""
+    """An isolated network with a VM, a port forward, a static NAT and a load balancer;
+    a second one; a VPC with a tier, a VM and an ACL list of one item."""
     api = cloud.api
     net1 = create_network(cloud, "net1", "10.110.0.1")
     vm1 = deploy(cloud, "vm1", net1["id"])
@@ -60,6 +60,10 @@ def world(cloud: Cloud) -> dict[str, Any]:
                                            virtualmachineid=vm1["id"])["portforwardingrule"]
     api.createPortForwardingRule(ipaddressid=ip["id"], privateport=80, publicport=8080,
                                  protocol="tcp", virtualmachineid=vm1["id"])
+    lb = api.createLoadBalancerRule(publicipid=ip["id"], name="web", publicport=80,
+                                    privateport=8080, algorithm="roundrobin",
+                                    openfirewall=False)["loadbalancer"]
+    api.assignToLoadBalancerRule(id=lb["id"], virtualmachineids=vm1["id"])
     static = api.associateIpAddress(networkid=net1["id"])["ipaddress"]
     api.enableStaticNat(ipaddressid=static["id"], virtualmachineid=vm1["id"])
     net2 = create_network(cloud, "net2", "10.111.0.1")
@@ -68,6 +72,11 @@ def world(cloud: Cloud) -> dict[str, Any]:
                         vpcofferingid=cloud.offerings["vxgate-vpc"], zoneid=cloud.zone)["vpc"]
     tier = create_network(cloud, "tier1", "10.12.1.1", vpcid=vpc["id"])
     deploy(cloud, "vm3", tier["id"])
+    acl = api.createNetworkACLList(name="acl1", vpcid=vpc["id"])["networkacllist"]
+    api.createNetworkACL(aclid=acl["id"], number=10, protocol="tcp", startport=22,
+                         endport=22, cidrlist="0.0.0.0/0", action="allow",
+                         traffictype="ingress")
+    api.replaceNetworkACLList(networkid=tier["id"], aclid=acl["id"])
     assert not cloud.failed()
     return {"net1": net1, "net2": net2, "ip": ip, "forward": forward, "static": static,
             "tier": tier}
@@ -101,13 +110,32 @@ def forget_network(sim: CloudStackSim, network: int) -> None:
     del sim.db.networks[network]
 
 
+def inject_lb_and_acl_drift(cloud: Cloud, net1: str, tier: str, public_ip: int) -> None:
+    """The service's LB loses its member and its tier's ACL gains an item; CloudStack's
+    database gains an LB rule and changes an ACL item, without an event."""
+    service, sim = cloud.service, cloud.sim
+    (web,) = service.ok("GET", f"/v1/networks/{net1}/load-balancers")["rules"]
+    service.ok("PUT", f"/v1/networks/{net1}/load-balancers",
+               {"rules": [{**web, "backends": []}]})
+    items = service.ok("GET", f"/v1/networks/{tier}/acl")["rules"]
+    service.ok("PUT", f"/v1/networks/{tier}/acl", {"rules": [*items, {
+        "number": 20, "action": "allow", "trafficType": "ingress", "protocol": "udp",
+        "portStart": 53, "portEnd": 53, "sourceCidrs": ["198.51.100.0/24"]}]})
+    sim.db.load_balancers.add(LoadBalancer(sim.db.load_balancers.next_id(),
+                                           network=int(net1), name="api",
+                                           public_ip=public_ip, public_port=443,
+                                           private_port=8443, algorithm="leastconn"))
+    next(i for i in sim.db.acl_items.values() if i.number == 10).action = "deny"
+
+
 def test_no_drift_after_cloudstack_sent_everything(
         cloud: Cloud, world: dict[str, Any], capsys: pytest.CaptureFixture[str],
         tmp_path: Path) -> None:
     code, out, err = audit(cloud, capsys, tmp_path)
     assert (code, err) == (0, ""), out
     assert out == ("no drift: CloudStack and the service agree on 3 networks, 1 VPC, "
-                          "5 public IPs, 2 port forwards and 2 firewall rules\n"), out
+                          "5 public IPs, 2 port forwards, 2 firewall rules, 1 LB rule and 1 ACL "
+                   "item\n"), out
 
 
 def test_drift_both_ways_is_reported_and_repaired(
@@ -138,6 +166,8 @@ def test_drift_both_ways_is_reported_and_repaired(
                                            network=int(net1), protocol="udp",
                                            ports=(53, 53), public_ip=public.db_id,
                                            source_cidrs=["198.51.100.0/24"]))
+    tier = db_id(sim.db.networks, world["tier"]["id"])
+    inject_lb_and_acl_drift(cloud, net1, tier, public.db_id)
 
     code, out, err = audit(cloud, capsys, tmp_path)
     assert (code, err) == (1, ""), out
@@ -161,14 +191,29 @@ def test_drift_both_ways_is_reported_and_repaired(
         f"firewall-rule network {net1}: ingress udp/53 to {address} from 198.51.100.0/24 "
         "cloudstack only - cannot repair: the API does not show CloudStack's internal id "
         "the service keys rules by — run restartNetwork cleanup=true",
+        f"lb-rule network {net1}: {address} tcp/80 different roundrobin to :8080 "
+        "(10.110.0.2) (service: roundrobin to :8… set it in the service (as apply-lb-rules "
+        "would)",
+        f"lb-rule network {net1}: {address} tcp/443 cloudstack only leastconn to :8443 "
+        "(no members) cannot repair: the API does not show CloudStack's internal id "
+        "the service keys rules by — run restartNetwork cleanup=true",
+        f"acl-item network {tier}: #10 different deny ingress tcp/22 from 0.0.0.0/0 "
+        "(service: allow ingress… set the tier's ACL in the service "
+        "(as apply-network-acl would)",
+        f"acl-item network {tier}: #20 service only allow ingress udp/53 from "
+        "198.51.100.0/24 remove it from the service's ACL (as apply-network-acl would)",
     ], out
-    assert lines[-1] == ("7 drift items: 3 only in CloudStack, 4 only in the service, "
-                         "0 different; 6 repairable"), out
+    assert lines[-1] == ("11 drift items: 4 only in CloudStack, 5 only in the service, "
+                         "2 different; 9 repairable"), out
 
     code, out, err = audit(cloud, capsys, tmp_path, "--repair")
     assert (code, err) == (1, ""), out
-    assert "Repaired 6 of them through the service's API." in out
-    assert "Left after repair:" in out and "firewall-rule" in out
+    assert "Repaired 9 of them through the service's API." in out
+    assert "Left after repair:" in out and "firewall-rule" in out and "tcp/443" in out
+    (web,) = service.ok("GET", f"/v1/networks/{net1}/load-balancers")["rules"]
+    assert web["backends"] == [{"ip": "10.110.0.2", "port": 8080}]
+    assert [(i["number"], i["action"]) for i in
+            service.ok("GET", f"/v1/networks/{tier}/acl")["rules"]] == [(10, "deny")]
     assert service.ok("GET", f"/v1/zones/1/public-ips/{static}")["static_nat"][
         "private_ip"] == "10.110.0.2"
     assert service.call("GET", "/v1/networks/999")[0] == 404

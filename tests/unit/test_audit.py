@@ -3,6 +3,7 @@ numeric ids, and the drift (and repair calls) both ways."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from provider_service.audit import (
@@ -184,3 +185,88 @@ def test_firewall_rules_match_on_their_fields_not_their_ids() -> None:
     missing = compare(cs, svc_view([svc_network("204", "10.0.1.0/24", 10000)],
                                    firewalls={"204": {**firewall, "rules": []}}))
     assert [(d.where, d.repairable) for d in missing] == [(CLOUDSTACK_ONLY, False)]
+
+
+def lb_view(served: list[Json], **cs_lb: Any) -> tuple[CloudStackView, ServiceView]:
+    rule = {"id": "lb-uuid", "networkid": "n1", "publicip": "203.0.113.5",
+            "publicport": "80", "privateport": "8080", "protocol": "tcp",
+            "algorithm": "roundrobin", "memberips": ["10.0.1.2"], **cs_lb}
+    cs = replace(cs_view([cs_network("n1", "10.0.1.0/24", "vxlan://10000")]),
+                 load_balancers=[rule])
+    ours = replace(svc_view([svc_network("204", "10.0.1.0/24", 10000)]),
+                   load_balancers={"204": {"rules": served}})
+    return cs, ours
+
+
+def served_lb(rule_id: int, port: int, members: tuple[str, ...] = ("10.0.1.2",)) -> Json:
+    return {"id": rule_id, "name": f"lb{rule_id}", "publicIp": "203.0.113.5",
+            "publicPort": port, "privatePort": 8080, "protocol": "tcp",
+            "algorithm": "roundrobin", "backends": [{"ip": ip, "port": 8080} for ip in members]}
+
+
+def test_load_balancers_match_on_address_protocol_and_port() -> None:
+    assert compare(*lb_view([served_lb(7, 80)])) == []
+    drifts = compare(*lb_view([served_lb(7, 80, ()), served_lb(8, 81)]))
+    assert [(d.kind, d.key, d.where) for d in drifts] == [
+        ("lb-rule", "network 204: 203.0.113.5 tcp/80", DIFFERENT),
+        ("lb-rule", "network 204: 203.0.113.5 tcp/81", SERVICE_ONLY)]
+    assert drifts[0].detail == "roundrobin to :8080 (10.0.1.2) (service: roundrobin to " \
+                               ":8080 (no members))"
+    (call,) = repair_plan(drifts)  # one PUT: rule 8 dropped, rule 7's members restored
+    assert (call.method, call.path) == ("PUT", "/v1/networks/204/load-balancers")
+    assert call.body == {"rules": [{**served_lb(7, 80), "name": "lb7"}]}
+
+
+def test_a_load_balancer_only_in_cloudstack_cannot_be_repaired() -> None:
+    (drift,) = compare(*lb_view([], algorithm="LeastConn"))
+    assert (drift.where, drift.detail, drift.repairable) == (
+        CLOUDSTACK_ONLY, "leastconn to :8080 (10.0.1.2)", False)
+    assert drift.repair.endswith("— run restartNetwork cleanup=true")
+
+
+def acl_view(items: list[Json], served: list[Json]) -> tuple[CloudStackView, ServiceView]:
+    vpc = {"id": "v1", "name": "v1", "cidr": "10.1.0.0/16", "vpcofferingid": "vpcoff",
+           "state": "Enabled"}
+    tier = cs_network("t1", "10.1.1.0/24", "vxlan://10000", vpcid="v1", aclid="acl1",
+                      aclname="web")
+    cs = replace(cs_view([tier], [vpc]), acl_items=items)
+    ours = replace(svc_view([svc_network("204", "10.1.1.0/24", 10000, vpc_id="7")],
+                            [{"id": "7", "cidr": "10.1.0.0/16"}]),
+                   acls={"204": {"rules": served}})
+    return cs, ours
+
+
+def cs_acl(number: int, action: str = "Allow", **extra: Any) -> Json:
+    return {"id": f"i{number}", "aclid": "acl1", "number": number, "action": action,
+            "traffictype": "Ingress", "protocol": "tcp", "startport": "22", "endport": "22",
+            "cidrlist": "0.0.0.0/0", **extra}
+
+
+def served_acl(number: int, action: str = "allow") -> Json:
+    return {"number": number, "action": action, "trafficType": "ingress", "protocol": "tcp",
+            "portStart": 22, "portEnd": 22, "icmpType": None, "icmpCode": None,
+            "sourceCidrs": ["0.0.0.0/0"]}
+
+
+def test_acl_items_match_on_their_number_and_every_drift_is_repairable() -> None:
+    assert compare(*acl_view([cs_acl(10)], [served_acl(10)])) == []
+    other_list = cs_acl(30, aclid="acl2")  # a list the tier does not use
+    drifts = compare(*acl_view([cs_acl(10, "Deny"), cs_acl(20), other_list],
+                               [served_acl(10), served_acl(40)]))
+    assert [(d.kind, d.key, d.where) for d in drifts] == [
+        ("acl-item", "network 204: #10", DIFFERENT),
+        ("acl-item", "network 204: #20", CLOUDSTACK_ONLY),
+        ("acl-item", "network 204: #40", SERVICE_ONLY)]
+    assert drifts[0].detail == "deny ingress tcp/22 from 0.0.0.0/0 (service: allow " \
+                               "ingress tcp/22 from 0.0.0.0/0)"
+    (call,) = repair_plan(drifts)
+    assert (call.method, call.path) == ("PUT", "/v1/networks/204/acl")
+    assert call.body == {"rules": [served_acl(10, "deny"), served_acl(20)]}
+
+
+def test_icmp_acl_items_carry_type_and_code_not_ports() -> None:
+    icmp = cs_acl(5, protocol="icmp", icmptype=8, icmpcode=0, startport=None, endport=None)
+    (drift,) = compare(*acl_view([icmp], []))
+    assert drift.calls[0].body == {"rules": [{
+        **served_acl(5), "protocol": "icmp", "portStart": None, "portEnd": None,
+        "icmpType": 8, "icmpCode": 0}]}

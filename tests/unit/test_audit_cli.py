@@ -63,3 +63,23 @@ def test_missing_credentials_name_the_option(capsys: pytest.CaptureFixture[str],
     assert cli.main(["cloudstack", "audit"]) == 2
     assert capsys.readouterr().err == ("vxgate: cloudstack audit: no CloudStack endpoint: "
                                        "pass --endpoint or set CLOUDSTACK_ENDPOINT\n")
+
+
+class Listing:
+    """Just enough of CloudStack's list answers for the LB members' addresses."""
+
+    def list_all(self, command: str, params: Any) -> list[dict[str, Any]]:
+        answers: dict[str, list[dict[str, Any]]] = {
+            "listVirtualMachines": [{"id": "vm1", "nic": [
+                {"networkid": "n2", "ipaddress": "10.0.2.9"},
+                {"networkid": "n1", "ipaddress": "10.0.1.2"}]}],
+            "listLoadBalancerRules": [{"id": "lb1", "networkid": "n1"}],
+            "listLoadBalancerRuleInstances": [{"id": "vm1", "name": "vm1"}]
+            if params.get("id") == "lb1" else []}
+        return answers.get(command, [])
+
+
+def test_load_balancer_members_are_their_vms_addresses_on_its_network() -> None:
+    view = audit_cli.fetch_cloudstack(Listing())  # type: ignore[arg-type]
+    assert view.load_balancers == [{"id": "lb1", "networkid": "n1",
+                                    "memberips": ["10.0.1.2"]}]
