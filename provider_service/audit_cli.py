@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import signal
+import ssl
 import sys
 import threading
 import urllib.error
@@ -28,7 +29,7 @@ from types import FrameType
 from typing import Any
 from urllib.parse import quote
 
-from provider_service import audit, registration_cli, status_cli
+from provider_service import admin_client, audit, registration_cli, status_cli
 from provider_service import cloudstack_registration as reg
 from provider_service.status_report import shorten
 
@@ -91,11 +92,14 @@ def run(args: argparse.Namespace, *, environ: Mapping[str, str] | None = None,
         if request is None:
             token = status_cli._token(args, env)
             secrets = (*secrets, token)
-            request = http_request(status_cli._service_url(args, env), token)
+            url = status_cli._service_url(args, env)
+            request = http_request(url, token, admin_client.tls_context(env)
+                                   if url.startswith("https:") else None)
         factory = cloudstack_factory or _real_cloudstack
         cloudstack = factory(endpoint, key, secret, secrets)
         _check_options(args)
-    except (registration_cli.UsageError, status_cli.StatusError, AuditError) as error:
+    except (registration_cli.UsageError, status_cli.StatusError, AuditError,
+            admin_client.AdminCallError) as error:
         return _fail(str(error), secrets)
     auditor = Auditor(cloudstack, request, args.name, secrets)
     if args.every is None:
@@ -250,7 +254,8 @@ def fetch_service(request: Request) -> audit.ServiceView:
                              load_balancers=lbs, acls=acls)
 
 
-def http_request(base_url: str, token: str) -> Request:
+def http_request(base_url: str, token: str, tls: ssl.SSLContext | None = None) -> Request:
+    """Calls to the service; over https verified by `tls` (VXGATE_CA_FILE, client cert)."""
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
 
     def request(method: str, path: str, body: Any) -> Any:
@@ -258,7 +263,7 @@ def http_request(base_url: str, token: str) -> Request:
         sent = {**headers, "Content-Type": "application/json"} if data else headers
         call = urllib.request.Request(base_url + path, data=data, headers=sent, method=method)
         try:
-            with urllib.request.urlopen(call, timeout=TIMEOUT_S) as answer:
+            with urllib.request.urlopen(call, timeout=TIMEOUT_S, context=tls) as answer:
                 text = answer.read()
                 return json.loads(text) if text else None
         except urllib.error.HTTPError as error:
