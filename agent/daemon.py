@@ -26,14 +26,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import vxgate_log
 from agent.frr import FrrControl, FrrError
 from agent.service_client import Service, ServiceUnreachable
 from agent.status import ARTIFACT, ObjectStatus
 
 log = logging.getLogger(__name__)
 
-# Links and namespaces before FRR: FRR's netns VRFs name the namespaces softgate.json makes.
-APPLY_ORDER = ("softgate.json", "frr.conf")
+# Links and namespaces before FRR: FRR's netns VRFs name the namespaces softgate.json makes,
+# and a VTEP leaf's VNIs (leaf.json) are VXLAN devices for FRR's advertise-all-vni.
+APPLY_ORDER = ("softgate.json", "leaf.json", "frr.conf")
 LONG_POLL_S = 25
 RESYNC_S = 300.0
 BACKOFF_FIRST_S = 1.0
@@ -131,6 +133,14 @@ class AgentLoop:
                 self._apply(name, artifact)
 
     def _apply(self, name: str, artifact: _Artifact) -> None:
+        # Every line of this apply, the appliers' included, names the artifact.
+        token = vxgate_log.bind(artifact=name, generation=self.generation)
+        try:
+            self._apply_bound(name, artifact)
+        finally:
+            vxgate_log.reset(token)
+
+    def _apply_bound(self, name: str, artifact: _Artifact) -> None:
         applier = self.appliers.get(name)
         started = self.clock()
         if applier is None:

@@ -127,6 +127,7 @@ class IprApi(Protocol):
     def set_bridge(self, netns: str | None, name: str, *, mcast_snooping: bool) -> None: ...
     def set_port(self, netns: str | None, name: str, *, learning: bool,
                  neigh_suppress: bool, up: bool | None = None) -> None: ...
+    def release(self, netns: str | None, name: str) -> None: ...
     def delete_link(self, netns: str | None, name: str) -> None: ...
     def delete_links(self, netns: str | None, names: list[str]) -> None: ...
     def add_address(self, netns: str | None, name: str, address: Interface) -> None: ...
@@ -424,6 +425,11 @@ class Ipr:
         with failing(f"{where(netns)}: set bridge port {name}"):
             self._nl(netns).ack(nl.RTM_NEWLINK, 0, nl.bridge_port(
                 name, learning=learning, neigh_suppress=neigh_suppress, up=up))
+
+    def release(self, netns: str | None, name: str) -> None:
+        """Take a link out of its bridge (`nomaster`); one in none is fine."""
+        with failing(f"{where(netns)}: release {name} from its bridge"):
+            self._nl(netns).ack(nl.RTM_NEWLINK, 0, nl.named(name, master=0))
 
     def delete_link(self, netns: str | None, name: str) -> None:
         """Gone already is fine."""

@@ -252,6 +252,12 @@ class FakeIpr:
                                              neigh_suppress=neigh_suppress,
                                              up=link.up if up is None else up)))
 
+    def release(self, netns: str | None, name: str) -> None:
+        what = f"{where(netns)}: release {name} from its bridge"
+        self._change(what)
+        link = self._link(netns, name, what)
+        self._put(netns, replace(link, master=None, learning=None, neigh_suppress=None))
+
     def delete_link(self, netns: str | None, name: str) -> None:
         what = f"{where(netns)}: delete link {name}"
         self._change(what)

@@ -76,6 +76,11 @@ FORWARDING: Final = {
 }
 # A new namespace starts with these at 1 and br_netfilter sends bridged frames through
 # the ip hooks and conntrack (FINDINGS gotcha 1). Absent when br_netfilter is not loaded.
+# A domain's connections may move between the SoftGates of a pair and back: a flow that
+# went on through the standby comes back with sequence numbers past the window this
+# SoftGate last saw. Strict window tracking would call those packets invalid and cut the
+# connection on fail-back (docs/softgate-pair.md).
+CONNTRACK: Final = {"net.netfilter.nf_conntrack_tcp_be_liberal": "1"}
 BRIDGE_NF: Final = {
     "net.bridge.bridge-nf-call-iptables": "0",
     "net.bridge.bridge-nf-call-ip6tables": "0",
@@ -365,7 +370,7 @@ class _Run:
         netns = domain.netns
         try:
             new = netns in self.result.created
-            self._sysctls(netns, {**FORWARDING, **BRIDGE_NF})
+            self._sysctls(netns, {**FORWARDING, **BRIDGE_NF, **CONNTRACK})
             if "lo" in links and not links["lo"].up:  # local sockets (dnsmasq, FRR) need it
                 self._do(f"{netns}: set lo up", lambda: self.ipr.set_link(netns, "lo", up=True))
             renewed = self._uplink(domain, links)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import ssl
 import urllib.parse
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 from agent.status import ObjectStatus
@@ -65,15 +67,42 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock = sock
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    """How the agent checks the service and shows itself under https: the CA that signed
+    the service's certificate (None: the system's CAs), and the device's own certificate
+    and key (`vxgate ca issue <device>`) for a service that requires client certificates."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    def context(self) -> ssl.SSLContext:
+        """A verifying client context; ValueError (one line) if a file is unusable."""
+        try:
+            context = ssl.create_default_context(cafile=self.ca_file)
+            if self.cert_file is not None:
+                context.load_cert_chain(self.cert_file, self.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+            raise ValueError(f"TLS files unusable: {reason}") from None
+        return context
+
+
 class ServiceClient:
     """`url` is http(s)://host[:port][/prefix], or unix:///path/to/socket."""
 
-    def __init__(self, url: str, device: str, token: str, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, device: str, token: str, timeout: float = 10.0,
+                 tls: TlsFiles | None = None) -> None:
         parsed = urllib.parse.urlsplit(url)
         unix = parsed.scheme == "unix" and parsed.path
         if not unix and (parsed.scheme not in ("http", "https") or not parsed.hostname):
             raise ValueError("service URL must be http(s)://host[:port] or "
                              f"unix:///path: {url!r}")
+        if tls is not None and (tls.cert_file or tls.ca_file) and parsed.scheme != "https":
+            raise ValueError(f"TLS files given, but the service URL is not https: {url!r}")
+        # Built once, here: a bad file is an error at start, not at every reconnect.
+        self._tls = (tls or TlsFiles()).context() if parsed.scheme == "https" else None
         self._parsed = parsed
         self._base = "" if unix else parsed.path.rstrip("/")
         self._device = urllib.parse.quote(device, safe="")
@@ -136,10 +165,12 @@ class ServiceClient:
             if self._parsed.scheme == "unix":
                 self._connection = UnixHTTPConnection(self._parsed.path, timeout)
             else:
-                factory = (http.client.HTTPSConnection if self._parsed.scheme == "https"
-                           else http.client.HTTPConnection)
-                self._connection = factory(self._parsed.hostname or "", self._parsed.port,
-                                           timeout=timeout)
+                host, port = self._parsed.hostname or "", self._parsed.port
+                if self._tls is not None:
+                    self._connection = http.client.HTTPSConnection(
+                        host, port, timeout=timeout, context=self._tls)
+                else:
+                    self._connection = http.client.HTTPConnection(host, port, timeout=timeout)
         self._connection.timeout = timeout
         if self._connection.sock is not None:
             self._connection.sock.settimeout(timeout)

@@ -63,6 +63,8 @@ def _json(text: str, flag: str) -> object:
         return json.loads(text)
     except ValueError as error:
         raise LegacyError(f"{flag} is not JSON: {error}") from None
+    except RecursionError:
+        raise LegacyError(f"{flag} is not JSON: nested too deeply") from None
 
 
 def _file_base64(path: str, flag: str) -> str:

@@ -193,6 +193,8 @@ def _load_json_file(path: str) -> object:
         raise Failure(f"cannot read payload file: {error.strerror}") from None
     except (ValueError, UnicodeDecodeError) as error:
         raise Failure(f"payload file is not JSON: {error}") from None
+    except RecursionError:  # JSON nested deeper than the parser recurses
+        raise Failure("payload file is not JSON: nested too deeply") from None
 
 
 def _timeout(text: str) -> float:
@@ -330,6 +332,10 @@ def _wrap_tls(raw: socket.socket, host: str) -> socket.socket:
 
     raw = full.socket(fileno=raw.detach())
     context = ssl.create_default_context(cafile=_environ("VXGATE_CA_FILE") or None)
+    # A service that requires client certificates (vxgate-service --tls-client-ca).
+    cert = _environ("VXGATE_CLIENT_CERT")
+    if cert:
+        context.load_cert_chain(cert, _environ("VXGATE_CLIENT_KEY") or None)
     return context.wrap_socket(raw, server_hostname=host)
 
 

@@ -8,6 +8,7 @@ from flask import Flask, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
+from provider_service import request_log
 from provider_service.auth import authenticate
 from provider_service.config import Settings
 from provider_service.db import Database
@@ -34,7 +35,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     from provider_service.api import register_blueprints
 
     register_blueprints(app)
+    app.before_request(request_log.bind_request)  # first: a refused call's lines carry it
     app.before_request(authenticate)
+    app.after_request(request_log.add_request_id)
+    app.teardown_request(request_log.unbind_request)
     app.register_error_handler(ServiceError, _service_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)

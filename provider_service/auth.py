@@ -1,9 +1,17 @@
-"""Who may call what: the admin token everything, a device's agent token only its own
-config and status.
+"""Who may call what. Three roles, one token each:
 
-An agent runs on a SoftGate or hypervisor, a machine a tenant's traffic passes through;
-its token must not open the rest of the API. The service keeps only the SHA-256 digest of
-agent tokens (POST /v1/devices/{name}/token issues one).
+- the admin token: every call;
+- an extension token (POST /v1/extension-tokens/{name} issues one): only
+  POST /v1/cloudstack/<command>, the one call the CloudStack entry-point makes. It sits in
+  CloudStack's registration details and payload files, so it opens nothing else;
+- a device's agent token (POST /v1/devices/{name}/token): only GET config and PUT status
+  of its own device. An agent runs on a SoftGate or hypervisor, a machine a tenant's
+  traffic passes through.
+
+The service keeps only the SHA-256 digest of extension and agent tokens. The extension
+token on any other call is refused with 403; a wrong token, or an agent token off its two
+calls, with 401 "invalid token" (as before the extension role existed). No message names
+a token or its holder.
 """
 
 from __future__ import annotations
@@ -13,15 +21,21 @@ import hmac
 import re
 
 from flask import current_app, request
+from sqlalchemy import select
 
 from provider_service.config import Settings
-from provider_service.errors import Unauthorized
+from provider_service.errors import Forbidden, Unauthorized
 from provider_service.models import Device
+from provider_service.models.tokens import ExtensionToken
 
 API_PREFIX = "/v1"
 # The calls of an agent: fetch (long-poll) its configs, report how applying them went.
 _AGENT_CALLS = {("GET", "config"), ("PUT", "status")}
 _DEVICE_PATH = re.compile(r"/v1/devices/([^/]{1,63})/(config|status)")
+# The call of the extension entry-point (plugin/vxgate_extension.py: send()).
+_EXTENSION_PATH = re.compile(r"/v1/cloudstack/[^/]{1,63}")
+# What a digest is compared with when there is none: no token has it.
+_NO_DIGEST = "-" * 64
 
 
 def authenticate() -> None:
@@ -36,11 +50,19 @@ def authenticate() -> None:
     settings: Settings = current_app.config["VXGATE_SETTINGS"]
     if hmac.compare_digest(token.encode(), settings.admin_token.encode()):
         return
-    if not _agent_may(request.method, request.path, token):
-        raise Unauthorized("invalid token")
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    if request.method == "POST" and _EXTENSION_PATH.fullmatch(request.path):
+        if _extension_holds(digest):
+            return
+    elif _agent_may(request.method, request.path, digest):
+        return
+    if _extension_holds(digest):  # asked only on the way to a refusal: 403 or 401
+        raise Forbidden(f"this token may not call {request.method} "
+                        f"{_shown_path(request.path)}")
+    raise Unauthorized("invalid token")
 
 
-def _agent_may(method: str, path: str, token: str) -> bool:
+def _agent_may(method: str, path: str, digest: str) -> bool:
     match = _DEVICE_PATH.fullmatch(path)
     if match is None or (method, match[2]) not in _AGENT_CALLS:
         return False
@@ -49,7 +71,21 @@ def _agent_may(method: str, path: str, token: str) -> bool:
     with db().read() as session:
         device = session.get(Device, match[1])
         stored = device.token_sha256 if device is not None else ""
-    digest = hashlib.sha256(token.encode()).hexdigest()
     # An unknown device and a device without a token compare against a digest that no
     # token has, so the answer takes as long as for a wrong token.
-    return hmac.compare_digest(stored or "-" * 64, digest)
+    return hmac.compare_digest(stored or _NO_DIGEST, digest)
+
+
+def _extension_holds(digest: str) -> bool:
+    from provider_service.app import db
+
+    with db().read() as session:
+        found = session.scalar(select(ExtensionToken.name)
+                               .where(ExtensionToken.token_sha256 == digest))
+    return found is not None
+
+
+def _shown_path(path: str) -> str:
+    # The path is the caller's text: keep it to one short printable line.
+    shown = "".join(c if c.isprintable() else "?" for c in path[:120])
+    return shown + ("..." if len(path) > 120 else "")

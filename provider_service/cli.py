@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from provider_service import registration_cli, status_cli
+from provider_service import ca_cli, registration_cli, status_cli
 from provider_service.config import Settings, SettingsError
 
 
@@ -21,11 +21,14 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("openapi", help="print the OpenAPI document")
     registration_cli.add_parser(commands)
     status_cli.add_parser(commands)
+    ca_cli.add_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "cloudstack":
         return registration_cli.run(args)
     if args.command == "status":
         return status_cli.run(args)
+    if args.command == "ca":
+        return ca_cli.run(args)
 
     if args.command == "openapi":
         from provider_service.api.openapi import document

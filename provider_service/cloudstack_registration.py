@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
@@ -100,6 +100,35 @@ class Options:
 
 
 @dataclass(frozen=True)
+class CustomActionPlan:
+    """A network custom action (addCustomAction, resource type Network): CloudStack
+    offers it on the extension's networks and sends it as `custom-action`."""
+
+    name: str
+    description: str
+    parameters: tuple[tuple[str, str], ...]  # (name, type), all required
+
+    def create_params(self, extension_id: str) -> dict[str, object]:
+        return {
+            "extensionid": extension_id, "name": self.name, "description": self.description,
+            "resourcetype": "Network", "enabled": "true",
+            "parameters": [{"name": name, "type": kind, "required": "true"}
+                           for name, kind in self.parameters],
+        }
+
+
+# Direct connect (provider_service/direct_connect.py): a VLAN on a VTEP leaf's port
+# joins the network's L2 segment.
+_PORT_VLAN = (("device", "STRING"), ("port", "STRING"), ("vlan", "NUMBER"))
+CUSTOM_ACTIONS = (
+    CustomActionPlan("attach-vlan", "Join a VLAN on a VTEP leaf's port to this network "
+                     "(bare-metal direct connect)", _PORT_VLAN),
+    CustomActionPlan("detach-vlan", "Take a VLAN on a VTEP leaf's port off this network",
+                     _PORT_VLAN),
+)
+
+
+@dataclass(frozen=True)
 class ExtensionPlan:
     name: str
     path: str
@@ -107,6 +136,7 @@ class ExtensionPlan:
     details: dict[str, str]
     # physical-network-extension-details of its registration: service URL, token, mode.
     registration_details: dict[str, str] = field(repr=False)
+    custom_actions: tuple[CustomActionPlan, ...] = CUSTOM_ACTIONS
 
     def create_params(self) -> dict[str, object]:
         return {
@@ -221,6 +251,9 @@ def detail_list(details: Mapping[str, str]) -> list[dict[str, str]]:
 
 
 Say = Callable[[str], None]
+# (extension name, the token its registration holds now or "") -> the token it must hold:
+# the service's extension token for that name (the same one while it is still valid).
+TokenIssuer = Callable[[str, str], str]
 
 
 @dataclass(frozen=True)
@@ -229,16 +262,38 @@ class PhysicalNetwork:
     name: str
 
 
-def reconcile(api: Api, plan: Plan, say: Say, warn: Say) -> None:
-    """Make CloudStack hold the plan; one line per step through `say`."""
+def reconcile(api: Api, plan: Plan, say: Say, warn: Say,
+              tokens: TokenIssuer | None = None) -> None:
+    """Make CloudStack hold the plan; one line per step through `say`. With `tokens`,
+    each registration gets its extension's own token instead of the plan's."""
     # Resolved first: a wrong --physical-network must not leave a half-done registration.
     network = find_physical_network(api, plan.physical_network, plan.zone)
-    for wanted in plan.extensions:
+    # Tokens too, before anything changes: an unreachable service stops the run here.
+    extensions = plan.extensions if tokens is None else \
+        tuple(with_extension_token(api, wanted, network, tokens) for wanted in plan.extensions)
+    for wanted in extensions:
         extension = ensure_extension(api, wanted, say, warn)
         ensure_registration(api, extension, network, wanted.registration_details, say)
         ensure_provider(api, wanted.name, network, say)
+        for action in wanted.custom_actions:
+            ensure_custom_action(api, extension, action, say)
     for offering in plan.offerings:
         ensure_offering(api, offering, say, warn)
+
+
+def with_extension_token(api: Api, plan: ExtensionPlan, network: PhysicalNetwork,
+                         tokens: TokenIssuer) -> ExtensionPlan:
+    """The plan with the token the service issued for this extension; the token the
+    registration holds now is offered for keeping, so a re-run changes nothing."""
+    with _about(f"extension {plan.name}"):
+        current = _named(api.list_all("listExtensions", {"name": plan.name}), plan.name)
+    resources = (current or {}).get("resources") or []
+    registration: Mapping[str, Any] = next(
+        (r for r in resources if r.get("type") == RESOURCE_TYPE and r.get("id") == network.id),
+        {})
+    held = str((registration.get("details") or {}).get(TOKEN_KEY) or "")
+    token = tokens(plan.name, held)
+    return replace(plan, registration_details={**plan.registration_details, TOKEN_KEY: token})
 
 
 def find_physical_network(api: Api, wanted: str, zone: str | None) -> PhysicalNetwork:
@@ -378,6 +433,19 @@ def ensure_provider(api: Api, name: str, network: PhysicalNetwork, say: Say) -> 
             return
         api.call("updateNetworkServiceProvider", {"id": found["id"], "state": ENABLED})
         say(f"updated {subject}: state {ENABLED}")
+
+
+def ensure_custom_action(api: Api, extension: Mapping[str, Any], plan: CustomActionPlan,
+                         say: Say) -> None:
+    subject = f"custom action {plan.name} of {extension['name']}"
+    with _about(subject):
+        found = _named(api.list_all("listCustomActions", {"extensionid": extension["id"],
+                                                          "name": plan.name}), plan.name)
+        if found is not None:
+            say(f"unchanged {subject}")
+            return
+        api.call("addCustomAction", plan.create_params(str(extension["id"])))
+    say(f"created {subject}")
 
 
 def ensure_offering(api: Api, plan: OfferingPlan, say: Say, warn: Say) -> None:

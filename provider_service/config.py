@@ -25,13 +25,16 @@ class SettingsError(Exception):
 class Settings:
     database_url: str
     admin_token: str
+    # Empty: GET /metrics needs no token (api/metrics.py says why that is safe).
+    metrics_token: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
         state_dir = Path(env.get("VXGATE_STATE_DIR", DEFAULT_STATE_DIR))
         url = env.get("VXGATE_DATABASE_URL") or f"sqlite:///{state_dir / SQLITE_FILE_NAME}"
-        return cls(database_url=url, admin_token=_admin_token(env, state_dir))
+        return cls(database_url=url, admin_token=_admin_token(env, state_dir),
+                   metrics_token=env.get("VXGATE_METRICS_TOKEN", "").strip())
 
 
 def _admin_token(env: Mapping[str, str], state_dir: Path) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import UTC
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,6 +17,8 @@ from sqlalchemy.orm import Session
 from provider_service.errors import NotFound
 from provider_service.models import Device, DeviceConfig, ObjectStatus
 from provider_service.models.base import utcnow
+
+ARTIFACT_KIND = "artifact"  # agent/status.ARTIFACT: the report on a whole artifact
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,31 @@ def artifacts_since(session: Session, device: Device, generation: int) -> list[D
             .order_by(DeviceConfig.artifact)
         )
     )
+
+
+def apply_latencies(
+    session: Session, device: Device, generation: int, reports: list[ObjectReport]
+) -> list[tuple[str, float]]:
+    """(artifact, seconds from its generation being stored to now) for each artifact
+    these reports say is applied for the first time: call before record_status. A
+    report of an artifact already applied at that generation (the agent's resync,
+    another artifact's change) is not a new apply."""
+    now = utcnow()
+    found = []
+    for report in reports:
+        if report.kind != ARTIFACT_KIND or report.state != "ok":
+            continue
+        stored = session.get(DeviceConfig, (device.name, report.id))
+        if stored is None or generation < stored.generation:
+            continue
+        before = session.get(ObjectStatus, (device.name, report.kind, report.id))
+        if before is not None and before.state == "ok" and before.generation >= \
+                stored.generation:
+            continue
+        at = stored.updated_at
+        at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)  # SQLite: UTC, naive
+        found.append((report.id, (now - at).total_seconds()))
+    return found
 
 
 def record_status(

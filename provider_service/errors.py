@@ -36,3 +36,9 @@ class Unavailable(ServiceError):
     """The database could not complete the request (locked, unreachable) after retries."""
 
     status = 503
+
+
+class Forbidden(ServiceError):
+    """A valid token whose role may not make this call."""
+
+    status = 403

@@ -26,6 +26,9 @@ from provider_service.sql import Sql
 # Update-group coalescing delays every advertisement by this much; FRR's default of
 # 1000 ms adds a second to every convergence (lab FINDINGS §3).
 COALESCE_TIME_MS = 100
+# Two extra hops: longer than any path through the fabric to the active SoftGate, so
+# the choice never falls to router-id tie-breaks (docs/softgate-pair.md).
+STANDBY_PREPEND = 2
 VRF_PREFIX = "vxr"  # + L3VNI: at most 3 + 8 digits, inside the 15-character limit
 
 
@@ -85,6 +88,9 @@ class FrrIntent:
     announced_prefixes: tuple[str, ...] = ()
     direct_connects: tuple[DirectConnect, ...] = ()
     coalesce_time_ms: int = COALESCE_TIME_MS
+    # The standby SoftGate of a pair sends its EVPN and upstream routes out with its
+    # ASN prepended this many times, so everyone prefers the active one while it is up.
+    as_path_prepend: int = 0
 
     @property
     def evpn(self) -> bool:
@@ -128,6 +134,7 @@ def _softgate(session: Session, base: FrrIntent, device: Device, zone: Zone,
         upstream_peers=tuple(UpstreamSession(peer.address, peer.remote_asn, peer.bfd)
                              for peer in device.upstream_peers),
         announced_prefixes=_announced(session, zone.id, networks),
+        as_path_prepend=STANDBY_PREPEND if device.standby else 0,
     )
 
 

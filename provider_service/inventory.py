@@ -88,6 +88,7 @@ class DeviceSpec:
     vrf_backend: str = "netns"
     vtep: bool = False
     upstream_peers: tuple[UpstreamPeerSpec, ...] = field(default_factory=tuple)
+    standby: bool = False
 
 
 def apply_zone(session: Session, spec: ZoneSpec) -> Zone:
@@ -205,6 +206,7 @@ def apply_device(session: Session, spec: DeviceSpec) -> Device:
     device.vtep_address = spec.vtep_address or spec.loopback
     device.management_address = spec.management_address
     device.vrf_backend, device.vtep = spec.vrf_backend, spec.vtep
+    device.standby = spec.standby
     _apply_asn(session, device, spec.fixed_asn)
     _apply_uplinks(device, spec.uplinks)
     _apply_upstream_peers(device, spec.upstream_peers)

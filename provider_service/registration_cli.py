@@ -2,8 +2,10 @@
 
 CloudStack credentials come from --endpoint/--api-key/--secret-key or, like the cs client,
 from CLOUDSTACK_ENDPOINT/CLOUDSTACK_KEY/CLOUDSTACK_SECRET (better: no secret in `ps`).
-Errors are one line on stderr and a non-zero exit; the API secret and the token are never
-printed.
+Errors are one line on stderr and a non-zero exit; the API secret and the tokens are never
+printed. The token given is the service's admin token: it is used here only to ask the
+service for each extension's own token (auth.py: it reaches only the CloudStack calls),
+and that is what the registration details get.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from provider_service import admin_client
 from provider_service import cloudstack_registration as reg
 
 PROG = "vxgate: cloudstack register"
@@ -33,7 +36,8 @@ class UsageError(Exception):
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) \
         -> argparse.ArgumentParser:
-    """Add `cloudstack register` to `vxgate`'s sub-commands; returns the register parser."""
+    """Add `cloudstack register` and `cloudstack audit` to `vxgate`'s sub-commands;
+    returns the register parser."""
     cloudstack = subparsers.add_parser("cloudstack", help="integration with CloudStack")
     actions = cloudstack.add_subparsers(dest="cloudstack_action", required=True)
     register = actions.add_parser(
@@ -60,34 +64,66 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
                      help="URL of the vxgate provider service, as the management servers "
                           "reach it")
     token = ext.add_mutually_exclusive_group(required=True)
-    token.add_argument("--token", help="the service token (visible in `ps`: prefer "
-                                       "--token-file)")
-    token.add_argument("--token-file", type=Path, help="file holding the service token")
+    token.add_argument("--token", help="the service's admin token (visible in `ps`: prefer "
+                                       "--token-file). It only asks the service for each "
+                                       "extension's own token, which is what CloudStack "
+                                       "gets; the admin token never leaves this host")
+    token.add_argument("--token-file", type=Path,
+                       help="file holding the service's admin token, e.g. "
+                            "/var/lib/vxgate/admin-token")
     register.add_argument("--egress-default", choices=("allow", "deny"), default="allow",
                           help="default egress policy of the isolated offerings "
                                "(default: %(default)s)")
+    from provider_service import audit_cli  # it uses this module's credential checks
+
+    audit_cli.add_parser(actions)
     return register
 
 
 def run(args: argparse.Namespace, *, environ: Mapping[str, str] | None = None,
-        api_factory: ApiFactory | None = None) -> int:
-    """Run `vxgate cloudstack register`; the exit code."""
+        api_factory: ApiFactory | None = None,
+        token_issuer: reg.TokenIssuer | None = None) -> int:
+    """Run `vxgate cloudstack register` (or `audit`); the exit code. `token_issuer` None:
+    each extension's token comes from the service (POST /v1/extension-tokens/<name>)."""
+    if getattr(args, "cloudstack_action", "register") == "audit":
+        from provider_service import audit_cli
+
+        return audit_cli.run(args, environ=environ)
     env = os.environ if environ is None else environ
-    secrets: tuple[str, ...] = ()
+    secrets: list[str] = []
     try:
         endpoint, key, secret = _credentials(args, env)
-        secrets = (secret, key)
+        secrets += (secret, key)
         options = options_from(args)
-        secrets = (*secrets, options.token)
+        secrets.append(options.token)
+        issuer = _remembering(token_issuer or _service_issuer(options, env), secrets)
         api = (api_factory or _real_api)(endpoint, key, secret, (options.token,))
-        reg.reconcile(api, reg.build_plan(options), _say, _warn)
+        reg.reconcile(api, reg.build_plan(options), _say, _warn, tokens=issuer)
     except UsageError as error:
-        return _fail(str(error), secrets, EXIT_USAGE)
-    except reg.RegistrationError as error:
-        return _fail(str(error), secrets, EXIT_FAILED)
+        return _fail(str(error), tuple(secrets), EXIT_USAGE)
+    except (reg.RegistrationError, admin_client.AdminCallError) as error:
+        return _fail(str(error), tuple(secrets), EXIT_FAILED)
     except Exception as error:  # an operator gets a line, not a traceback
-        return _fail(f"unexpected {type(error).__name__}: {error}", secrets, EXIT_FAILED)
+        return _fail(f"unexpected {type(error).__name__}: {error}", tuple(secrets), EXIT_FAILED)
     return 0
+
+
+def _service_issuer(options: reg.Options, env: Mapping[str, str]) -> reg.TokenIssuer:
+    def issue(name: str, held: str) -> str:
+        return admin_client.issue_extension_token(options.service_url, options.token, name,
+                                                  held, env)
+
+    return issue
+
+
+def _remembering(issuer: reg.TokenIssuer, secrets: list[str]) -> reg.TokenIssuer:
+    """`issuer`, with every token it hands out added to what error lines redact."""
+    def issue(name: str, held: str) -> str:
+        token = issuer(name, held)
+        secrets.append(token)
+        return token
+
+    return issue
 
 
 def options_from(args: argparse.Namespace) -> reg.Options:

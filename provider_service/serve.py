@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ from typing import Any
 
 from gunicorn.app.base import BaseApplication
 
+import vxgate_log
+from provider_service import metrics_setup
 from provider_service.config import DEFAULT_STATE_DIR, SettingsError, ensure_admin_token_file
 from provider_service.stopping import answer_long_polls_on_stop
 
@@ -46,7 +49,53 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--database-url", default=None,
                         help="SQLAlchemy URL; default: SQLite in the state directory")
     parser.add_argument("--access-log", action="store_true", help="log every request")
+    tls = parser.add_argument_group(
+        "TLS", "serve HTTPS with a certificate from `vxgate ca issue` (default: plain HTTP)")
+    tls.add_argument("--tls-cert", type=Path, default=_env_path("VXGATE_TLS_CERT"),
+                     help="the service's certificate (PEM; default $VXGATE_TLS_CERT)")
+    tls.add_argument("--tls-key", type=Path, default=_env_path("VXGATE_TLS_KEY"),
+                     help="its private key (PEM, mode 0600; default $VXGATE_TLS_KEY)")
+    tls.add_argument("--tls-client-ca", type=Path, default=_env_path("VXGATE_TLS_CLIENT_CA"),
+                     help="require every client to present a certificate this CA signed "
+                          "(mutual TLS; default $VXGATE_TLS_CLIENT_CA)")
+    parser.add_argument("--log-format", choices=vxgate_log.FORMATS, default=None,
+                        help="json (one object per line) or text; default: "
+                             "$VXGATE_LOG_FORMAT, else json")
     return parser.parse_args(argv)
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name, "")
+    return Path(value) if value else None
+
+
+def tls_options(args: argparse.Namespace) -> dict[str, Any]:
+    """gunicorn's TLS settings; SettingsError (one line) for an unusable combination or
+    file, checked here because gunicorn would fail later, with a traceback, per worker."""
+    if args.tls_cert is None and args.tls_key is None:
+        if args.tls_client_ca is not None:
+            raise SettingsError("--tls-client-ca needs --tls-cert and --tls-key")
+        return {}
+    if args.tls_cert is None or args.tls_key is None:
+        raise SettingsError("--tls-cert and --tls-key go together")
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls_client_ca is not None:
+            context.load_verify_locations(args.tls_client_ca)
+    except (OSError, ssl.SSLError) as exc:
+        reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or exc
+        raise SettingsError(f"TLS files unusable: {reason}") from None
+    options: dict[str, Any] = {"certfile": str(args.tls_cert), "keyfile": str(args.tls_key)}
+    if args.tls_client_ca is not None:
+        # Every connection must show a certificate the CA signed, before any HTTP: the
+        # agents (--cert-file), the entry-point and the admin commands (VXGATE_CLIENT_CERT).
+        # The token is still checked on every call: the certificate says "one of ours",
+        # the token says which device or role.
+        options.update(cert_reqs=ssl.CERT_REQUIRED, ca_certs=str(args.tls_client_ca))
+    return options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,6 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(0o077)  # the database will hold VM passwords and user data
     state_dir = args.state_dir.resolve()
     os.environ["VXGATE_STATE_DIR"] = str(state_dir)
+    metrics_setup.prepare(state_dir)  # before anything imports prometheus_client
+    try:
+        log_format = args.log_format or vxgate_log.format_from_env()
+    except vxgate_log.LogFormatError as exc:
+        print(f"vxgate-service: VXGATE_LOG_FORMAT: {exc}", file=sys.stderr)
+        return 2
     if args.database_url:
         os.environ["VXGATE_DATABASE_URL"] = args.database_url
     if not os.environ.get("VXGATE_ADMIN_TOKEN"):
@@ -65,19 +120,24 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         settings = Settings.from_env()
+        tls = tls_options(args)
     except SettingsError as exc:
         print(f"vxgate-service: {exc}", file=sys.stderr)
         return 2
     schema.upgrade(settings.database_url)
-    print(f"vxgate service: http://{binds[0]}/v1  (database {_redact(settings.database_url)})")
+    scheme = "https" if tls else "http"
+    _announce(f"vxgate service: {scheme}://{binds[0]}/v1  (database "
+              f"{_redact(settings.database_url)})", log_format)
     # The token itself only to a person at a terminal; a journal or a CI log gets the
-    # file that holds it.
+    # file that holds it (or the variable's name: a log line never has the token).
     token_file = os.environ.get("VXGATE_ADMIN_TOKEN_FILE", "")
-    token = settings.admin_token if sys.stdout.isatty() or not token_file else None
-    shown = token or f"$(cat {token_file})"
-    print(f"admin token:    {token or 'in ' + token_file}")
-    print(f"try:            curl -H \"Authorization: Bearer {shown}\" "
-          f"http://{binds[0]}/v1/zones", flush=True)
+    shown_as_is = sys.stdout.isatty() or not token_file
+    token = settings.admin_token if log_format == "text" and shown_as_is else None
+    where = f"in {token_file}" if token_file else "from $VXGATE_ADMIN_TOKEN"
+    shown = token or (f"$(cat {token_file})" if token_file else "$VXGATE_ADMIN_TOKEN")
+    _announce(f"admin token:    {token or where}", log_format)
+    _announce(f"try:            curl -H \"Authorization: Bearer {shown}\" "
+              f"{scheme}://{binds[0]}/v1/zones", log_format)
     options: dict[str, Any] = {
         "bind": binds,
         "workers": args.workers,
@@ -90,10 +150,23 @@ def main(argv: list[str] | None = None) -> int:
         "control_socket": str(state_dir / "gunicorn.ctl"),
         "accesslog": "-" if args.access_log else None,
         "loglevel": "info",
+        "logconfig_dict": vxgate_log.gunicorn_config(log_format, access_log=args.access_log),
         "post_worker_init": answer_long_polls_on_stop,
+        "child_exit": metrics_setup.child_exit,
+        **tls,
     }
     _Gunicorn(options).run()
     return 0
+
+
+def _announce(line: str, log_format: str) -> None:
+    """A start-up line: as it is in text mode, else one JSON log line like all others."""
+    if log_format == "text":
+        print(line, flush=True)
+    else:
+        record = logging.LogRecord("provider_service.serve", logging.INFO, __file__, 0,
+                                   " ".join(line.split()), None, None)
+        print(vxgate_log.JsonFormatter().format(record), flush=True)
 
 
 def _redact(url: str) -> str:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from provider_service.admin_client import AdminCallError, tls_context
 from provider_service.cloudstack_registration import redact
 from provider_service.config import Settings, SettingsError
 from provider_service.status_report import (
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace, *, environ: Mapping[str, str] | None = None,
             raise StatusError("--pending-grace must not be negative")
         if fetch is None:
             token = _token(args, env)
-            fetch = _http_fetch(_service_url(args, env), token)
+            fetch = _http_fetch(_service_url(args, env), token, env)
         report = build_report(*_gather(fetch, args.network), pending_grace_s=args.pending_grace)
     except StatusError as error:
         return _fail(str(error), token)
@@ -122,13 +123,17 @@ def _token(args: argparse.Namespace, env: Mapping[str, str]) -> str:
         raise StatusError(str(error)) from None
 
 
-def _http_fetch(base_url: str, token: str) -> Fetch:
+def _http_fetch(base_url: str, token: str, env: Mapping[str, str]) -> Fetch:
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+    try:  # https: VXGATE_CA_FILE, VXGATE_CLIENT_CERT/KEY (admin_client.py)
+        context = tls_context(env) if base_url.startswith("https:") else None
+    except AdminCallError as error:
+        raise StatusError(str(error)) from None
 
     def fetch(path: str) -> Any:
         request = urllib.request.Request(base_url + path, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=TIMEOUT_S) as answer:
+            with urllib.request.urlopen(request, timeout=TIMEOUT_S, context=context) as answer:
                 return json.loads(answer.read())
         except urllib.error.HTTPError as error:
             raise StatusError(f"{path.split('?')[0]}: the service answered {error.code}: "

@@ -29,6 +29,7 @@ PACKAGES=(
     postgresql
     curl ca-certificates procps util-linux
     wrk  # bench/: a load generator that leaves the CPU to the service
+    systemd shellcheck  # tests/unit/test_packaging.py: systemd-analyze verify, install.sh lint
 )
 
 die() {

@@ -96,7 +96,8 @@ def start_agents(fabric: Fabric, topology: Topology, request: Request,
     for node in topology.fabric_nodes:
         token = request("POST", f"/v1/devices/{node}/token", None)["token"]
         fabric.start_agent(node, agent_service_url, token,
-                           softgate=node in topology.softgate_names)
+                           softgate=node in topology.softgate_names,
+                           vtep_leaf=node in topology.vtep_leaves)
 
 
 def upstream_config(topology: Topology) -> str:

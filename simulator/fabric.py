@@ -167,7 +167,7 @@ class Fabric:
                 f"-z {directory}/zserv.api -i {directory}/{daemon}.pid")
 
     def start_agent(self, node: str, service_url: str, token: str, *,
-                    softgate: bool = False) -> None:
+                    softgate: bool = False, vtep_leaf: bool = False) -> None:
         """The vxgate agent of the node, in zebra's mount, network and UTS namespaces: it
         sees the node's private /run/netns, so the namespaces it makes are the node's
         alone and FRR's netns backend finds them. It leaves by the fabric's teardown."""
@@ -183,6 +183,8 @@ class Fabric:
                 "--frr-vty-dir", str(directory), "--pid-file", str(directory / "agent.pid")]
         if softgate:
             argv.append("--softgate")
+        if vtep_leaf:
+            argv.append("--vtep-leaf")
         with (directory / "agent.log").open("ab") as log:
             self._agents[node] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                                   stderr=log, start_new_session=True)

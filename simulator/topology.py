@@ -56,6 +56,8 @@ class Topology:
     hypervisors: int = 2
     softgates: int = 1
     isolation: str = "vxlan"  # "vlan": a VLAN hand-off physical network
+    # Leaves declared `vtep: true`: their agents build the direct connects' VNIs (leaf.json).
+    vtep_leaves: tuple[str, ...] = ()
     zone_id: str = "1"
     physical_network_id: str = "200"
     physical_network_name: str = "guest"
@@ -78,6 +80,9 @@ class Topology:
         if self.softgates > WAN_BLOCK.num_addresses // 2:
             raise TopologyError(f"softgates: at most {WAN_BLOCK.num_addresses // 2} "
                                 f"(one /31 of {WAN_BLOCK} each)")
+        unknown = sorted(set(self.vtep_leaves) - set(self.leaf_names))
+        if unknown:
+            raise TopologyError(f"vtep_leaves: {', '.join(unknown)} not among the leaves")
         if self.isolation not in ISOLATIONS:
             raise TopologyError(f"isolation: {self.isolation!r} is not one of {ISOLATIONS}")
 
@@ -207,9 +212,13 @@ class Topology:
                          "peer_interface": port.peer_interface}
                         for port in self.fabric_ports(node)],
         }
+        if node in self.vtep_leaves:
+            body["vtep"] = True
         if self.role(node) == "softgate":
             body["upstream_peers"] = [{"address": self.upstream_address(node),
                                        "remote_asn": self.upstream_asn}]
+            # sg1 is the active SoftGate of the zone; any other is its standby.
+            body["standby"] = node != self.softgate_names[0]
         return body
 
     def inventory(self) -> tuple[tuple[str, dict[str, Any]], ...]:

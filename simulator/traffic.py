@@ -95,11 +95,17 @@ class PingStream:
                     if _REPLY_RE.match(line) and (match := _SEQ_RE.search(line))}
         return sorted(set(range(1, max(answered, default=0) + 1)) - answered)
 
-    def longest_gap(self) -> float:
+    def longest_gap(self, since: float = 0.0, until: float = 0.0) -> float:
         """The longest time without a reply, the stream's start and end included: an
-        outage plus at most one interval."""
-        times = [self.started, *self.replies(), self.ended or time.time()]
-        return max(later - earlier for earlier, later in pairwise(times))
+        outage plus at most one interval. `since`/`until` narrow it to a window."""
+        return longest_gap(self.replies(), since or self.started,
+                           until or self.ended or time.time())
+
+
+def longest_gap(stamps: list[float], since: float, until: float) -> float:
+    """The longest time between `since`, the stamps within (since, until) and `until`."""
+    times = [since, *(stamp for stamp in stamps if since < stamp < until), until]
+    return max(later - earlier for earlier, later in pairwise(times))
 
 
 @contextmanager
@@ -123,3 +129,92 @@ def ping_stream(fabric: Fabric, node: str, address: str, interval: float = 0.02
         process.send_signal(signal.SIGINT)  # our own child, by its handle
         process.wait(timeout=10)
         reader.join(timeout=10)
+
+
+# Echoes one TCP connection back, byte for byte, until the client closes it.
+ECHO_SERVER = r"""
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(4)
+print("ready", flush=True)
+c, _ = s.accept()
+while data := c.recv(4096):
+    c.sendall(data)
+"""
+# One TCP connection: a numbered line every 20 ms, each echo awaited (30 s at most) and
+# stamped; "ERR ..." and the end if the connection breaks.
+STREAM_CLIENT = r"""
+import socket, sys, time
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+c.settimeout(30)
+print("connected", flush=True)
+n = 0
+try:
+    while True:
+        n += 1
+        c.sendall(b"%08d\n" % n)
+        got = b""
+        while len(got) < 9:
+            chunk = c.recv(9 - len(got))
+            if not chunk:
+                raise OSError("closed by the peer")
+            got += chunk
+        if got != b"%08d\n" % n:
+            raise OSError("echo out of order: %r" % got)
+        print("%.6f %d" % (time.time(), n), flush=True)
+        time.sleep(0.02)
+except OSError as e:
+    print("ERR", e, flush=True)
+"""
+
+
+@dataclass
+class TcpStream:
+    """One TCP connection that echoes a line every 20 ms: when each echo came, and
+    whether the connection broke."""
+
+    started: float = 0.0
+    ended: float = 0.0
+    lines: list[str] = field(default_factory=list)
+
+    def echoes(self) -> list[float]:
+        return [float(line.split()[0]) for line in list(self.lines)
+                if line[:1].isdigit()]
+
+    def broken(self) -> str:
+        """The client's error line, "" while the connection holds."""
+        return next((line.strip() for line in list(self.lines) if line.startswith("ERR")), "")
+
+    def echoing_since(self, since: float, lasting: float = 0.0) -> bool:
+        later = [stamp for stamp in self.echoes() if stamp >= since]
+        return bool(later) and later[-1] - later[0] >= lasting
+
+    def longest_gap(self, since: float = 0.0, until: float = 0.0) -> float:
+        return longest_gap(self.echoes(), since or self.started,
+                           until or self.ended or time.time())
+
+
+@contextmanager
+def tcp_stream(fabric: Fabric, client: str, server: str, address: str, port: int
+               ) -> Iterator[TcpStream]:
+    """An echo server in `server` listening on `port`, and one connection to it from
+    `client` (to `address`) carrying a line every 20 ms while the block runs."""
+    echo = subprocess.Popen(["ip", "netns", "exec", fabric.ns(server), "python3", "-c",
+                             ECHO_SERVER, str(port)], stdout=subprocess.PIPE, text=True)
+    stream = TcpStream(started=time.time())
+    sender = None
+    try:
+        assert echo.stdout is not None and echo.stdout.readline() == "ready\n"
+        sender = subprocess.Popen(["ip", "netns", "exec", fabric.ns(client), "python3",
+                                   "-c", STREAM_CLIENT, address, str(port)],
+                                  stdout=subprocess.PIPE, text=True)
+        reader = threading.Thread(target=lambda: stream.lines.extend(sender.stdout or ()),
+                                  daemon=True)
+        reader.start()
+        yield stream
+    finally:
+        stream.ended = time.time()
+        for process in (sender, echo):  # our own children, by their handles
+            if process is not None:
+                process.kill()
+                process.wait(timeout=10)

@@ -9,10 +9,12 @@ from provider_service.api import (
     device_state,
     direct_connect,
     inventory,
+    metrics,
     networks,
     openapi,
     placement,
     rules,
+    tokens,
     vms,
 )
 
@@ -25,7 +27,9 @@ BLUEPRINTS = (
     direct_connect.blueprint,
     placement.blueprint,
     cloudstack.blueprint,
+    tokens.blueprint,
     openapi.blueprint,
+    metrics.blueprint,
 )
 
 

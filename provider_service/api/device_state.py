@@ -12,6 +12,7 @@ from flask import Blueprint, request
 from flask.typing import ResponseReturnValue
 
 from provider_service import device_state as ops
+from provider_service import metrics
 from provider_service import validation as v
 from provider_service.api.body import Body
 from provider_service.api.openapi import operation
@@ -19,6 +20,8 @@ from provider_service.app import db
 from provider_service.errors import BadRequest, Conflict
 from provider_service.frr_intent import compile_frr_intent
 from provider_service.frr_render import ARTIFACT, render_frr
+from provider_service.leaf_state import ARTIFACT as LEAF_ARTIFACT
+from provider_service.leaf_state import render_leaf_state
 from provider_service.models import DeviceConfig, ObjectStatus
 from provider_service.models.device_state import OBJECT_STATES
 from provider_service.softgate_state import compile_softgate_state, render_softgate_state
@@ -31,7 +34,7 @@ MAX_REASON_CHARS = 1000
 _ARTIFACT_RE = re.compile(r"[a-z][a-z0-9_.-]{0,31}")
 _OBJECT_KIND_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 SOFTGATE_ARTIFACT = "softgate.json"
-RENDERED_ARTIFACTS = (ARTIFACT, SOFTGATE_ARTIFACT)
+RENDERED_ARTIFACTS = (ARTIFACT, SOFTGATE_ARTIFACT, LEAF_ARTIFACT)
 # Long-poll: an agent waits at most this long for a change, and the wait reads the
 # desired-state version this often (one integer; a render happens only when it moved).
 MAX_WAIT_S = 60
@@ -117,7 +120,10 @@ def get_config(name: str) -> ResponseReturnValue:
 
 def _render(session: Any, name: str, since: int) -> dict[str, Any]:
     device = ops.get_device(session, name, lock=True)
-    ops.store_artifact(session, device, ARTIFACT, render_frr(compile_frr_intent(session, device)))
+    intent = compile_frr_intent(session, device)
+    ops.store_artifact(session, device, ARTIFACT, render_frr(intent))
+    if device.role == "leaf" and device.vtep:
+        ops.store_artifact(session, device, LEAF_ARTIFACT, render_leaf_state(device, intent))
     if device.role == "softgate":
         ops.store_artifact(session, device, SOFTGATE_ARTIFACT,
                            render_softgate_state(compile_softgate_state(session, device)))
@@ -160,11 +166,20 @@ def put_status(name: str) -> ResponseReturnValue:
     generation = body.get("generation", lambda x, f: v.parse_int(x, f, 0, 2**62))
     reports = [parse_report(item, i) for i, item in enumerate(body.items("objects"))]
 
+    latencies: list[tuple[str, float]] = []
+    roles: list[str] = []
+
     def work(session: Any) -> dict[str, Any]:
-        ops.record_status(session, ops.get_device(session, name), generation, reports)
+        device = ops.get_device(session, name)
+        # Assigned, not appended: a write retried after a race runs this again.
+        latencies[:] = ops.apply_latencies(session, device, generation, reports)
+        roles[:] = [device.role]
+        ops.record_status(session, device, generation, reports)
         return {"device": name, "recorded": len(reports)}
 
-    return db().write(work, desired_state=False)
+    answer = db().write(work, desired_state=False)
+    metrics.observe_apply_latencies(roles[0], latencies)  # committed: count it once
+    return answer
 
 
 @blueprint.get("/devices/<name>/status")
@@ -211,7 +226,7 @@ SCHEMAS: dict[str, Any] = {
 PATHS: dict[str, Any] = {
     "/v1/devices/{name}/config": {
         "get": operation("Render the device's configs (frr.conf; softgate.json on a "
-                         "SoftGate), then return the artifacts "
+                         "SoftGate; leaf.json on a VTEP leaf), then return the artifacts "
                          "changed after generation `since` (default 0: all); with `wait` "
                          f"(seconds, at most {MAX_WAIT_S}) wait for a change first "
                          "(long-poll). The device's own token may call this.",

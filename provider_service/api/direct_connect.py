@@ -1,7 +1,7 @@
 """/v1/devices/<name>/direct-connects: VLANs on a VTEP leaf's ports mapped to networks.
 
-The data model and config for now; the workflow (a network custom action that attaches
-and detaches) builds on these calls.
+The operator's view of the mappings; the tenant's workflow is the network custom actions
+attach-vlan and detach-vlan (provider_service/direct_connect.py), which share the checks.
 """
 
 from __future__ import annotations
@@ -13,47 +13,26 @@ from flask.typing import ResponseReturnValue
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from provider_service import device_state, tenancy
+from provider_service import device_state, direct_connect
 from provider_service import validation as v
 from provider_service.api.body import Body
 from provider_service.api.inventory import parse_interface
 from provider_service.api.openapi import list_of, operation
 from provider_service.app import db
-from provider_service.errors import BadRequest, Conflict
 from provider_service.models import DirectConnectPort
 
 blueprint = Blueprint("direct_connect", __name__, url_prefix="/v1")
 
 
-def _vtep_leaf(session: Session, name: str) -> str:
-    """The zone of the VTEP leaf `name`."""
-    device = device_state.get_device(session, name)
-    if device.role != "leaf" or not device.vtep:
-        raise Conflict(f"device {name} is not a VTEP leaf (role leaf, vtep true)")
-    return device.zone_id
-
-
 @blueprint.put("/devices/<name>/direct-connects/<interface>/<vlan>")
 def put_direct_connect(name: str, interface: str, vlan: str) -> ResponseReturnValue:
-    interface = parse_interface(interface, "interface")
-    vlan_id = v.parse_int(vlan, "vlan", v.MIN_VLAN, v.MAX_VLAN)
+    where = _port_vlan(name, interface, vlan)
     network_id = Body.from_request(("network_id",)).get("network_id", v.parse_id)
 
     def work(session: Session) -> dict[str, Any]:
-        zone_id = _vtep_leaf(session, name)
-        network = tenancy.get_network(session, network_id)
-        if network.zone_id != zone_id:
-            raise Conflict(f"network_id: network {network_id} is in zone {network.zone_id}, "
-                           f"device {name} in zone {zone_id}")
-        if network.segment_allocation.space != "vni":
-            raise BadRequest(f"network_id: network {network_id} is on a VLAN physical "
-                             "network; direct connect maps VLANs to VNIs")
-        port = session.get(DirectConnectPort, (name, interface, vlan_id))
-        if port is None:
-            port = DirectConnectPort(device_name=name, interface=interface, vlan=vlan_id)
-            session.add(port)
-        port.network_id = network_id
-        session.flush()
+        direct_connect.attach(session, network_id, where, replace=True)
+        port = session.get(DirectConnectPort, (where.device, where.port, where.vlan))
+        assert port is not None
         return port_json(port)
 
     return db().write(work)
@@ -61,15 +40,14 @@ def put_direct_connect(name: str, interface: str, vlan: str) -> ResponseReturnVa
 
 @blueprint.delete("/devices/<name>/direct-connects/<interface>/<vlan>")
 def delete_direct_connect(name: str, interface: str, vlan: str) -> ResponseReturnValue:
-    vlan_id = v.parse_int(vlan, "vlan", v.MIN_VLAN, v.MAX_VLAN)
-
-    def work(session: Session) -> None:
-        port = session.get(DirectConnectPort, (name, interface, vlan_id))
-        if port is not None:
-            session.delete(port)
-
-    db().write(work)
+    where = _port_vlan(name, interface, vlan)
+    db().write(lambda session: direct_connect.detach(session, None, where))
     return "", 204
+
+
+def _port_vlan(name: str, interface: str, vlan: str) -> direct_connect.PortVlan:
+    return direct_connect.PortVlan(name, parse_interface(interface, "interface"),
+                                   v.parse_int(vlan, "vlan", v.MIN_VLAN, v.MAX_VLAN))
 
 
 @blueprint.get("/devices/<name>/direct-connects")

@@ -184,7 +184,7 @@ def physnet_json(session: Session, physnet: PhysicalNetwork) -> dict[str, Any]:
 
 _DEVICE_FIELDS = (
     "zone_id", "role", "loopback", "vtep_address", "management_address", "asn", "uplinks",
-    "vrf_backend", "vtep", "upstream_peers",
+    "vrf_backend", "vtep", "upstream_peers", "standby",
 )
 
 
@@ -209,6 +209,9 @@ def parse_device(name: str, body: Body) -> ops.DeviceSpec:
         raise BadRequest("upstream_peers: only SoftGates peer with upstream routers")
     if len({peer.address for peer in peers}) < len(peers):
         raise BadRequest("upstream_peers: an address is listed twice")
+    standby = body.get("standby", v.parse_bool, False)
+    if standby and role != "softgate":
+        raise BadRequest("standby: only a SoftGate can be the standby of a pair")
     return ops.DeviceSpec(
         name=v.parse_name(name, "name"),
         zone_id=body.get("zone_id", v.parse_id),
@@ -223,6 +226,7 @@ def parse_device(name: str, body: Body) -> ops.DeviceSpec:
         ),
         vtep=body.get("vtep", v.parse_bool, False),
         upstream_peers=peers,
+        standby=standby,
     )
 
 
@@ -272,6 +276,7 @@ def device_json(device: Device) -> dict[str, Any]:
         "config_generation": device.config_generation,
         "vrf_backend": device.vrf_backend,
         "vtep": device.vtep,
+        "standby": device.standby,
         "upstream_peers": [
             {"address": peer.address, "remote_asn": peer.remote_asn, "bfd": peer.bfd}
             for peer in device.upstream_peers
@@ -328,6 +333,9 @@ SCHEMAS: dict[str, Any] = {
                         "routing domains as kernel VRF devices, or as network namespaces "
                         "(FRR's netns VRF backend) where the kernel has no VRF"},
         "vtep": {"type": "boolean", "description": "a leaf that maps port VLANs to VNIs"},
+        "standby": {"type": "boolean", "description":
+                    "SoftGates only: carries traffic only while the zone's active "
+                    "SoftGate is down (its routes go out with a longer AS path)"},
         "upstream_peers": {"type": "array", "description": "SoftGates only", "items": {
             "type": "object", "required": ["address", "remote_asn"], "properties": {
                 "address": {"type": "string", "format": "ipv4"},
@@ -338,6 +346,7 @@ SCHEMAS: dict[str, Any] = {
         "management_address": {"type": "string"}, "asn": {"type": "integer"},
         "asn_allocated": {"type": "boolean"}, "config_generation": {"type": "integer"},
         "vrf_backend": {"enum": list(VRF_BACKENDS)}, "vtep": {"type": "boolean"},
+        "standby": {"type": "boolean"},
         "upstream_peers": {"type": "array", "items": {"type": "object"}},
         "uplinks": {"type": "array", "items": {"type": "object"}}}},
 }

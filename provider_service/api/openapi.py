@@ -23,6 +23,7 @@ API_MODULES: list[str] = [
     "provider_service.api.direct_connect",
     "provider_service.api.placement",
     "provider_service.api.cloudstack",
+    "provider_service.api.tokens",
 ]
 
 ERROR_SCHEMA = {
@@ -50,7 +51,7 @@ def operation(
         schema = ref(response) if isinstance(response, str) else response
         body["content"] = {"application/json": {"schema": schema}}
     responses: dict[str, Any] = {str(status): body}
-    for code in (*errors, 401):
+    for code in (*errors, 401, 403):
         responses[str(code)] = {"$ref": f"#/components/responses/E{code}"}
     spec: dict[str, Any] = {"summary": summary, "responses": responses}
     if request is not None:
@@ -77,6 +78,7 @@ def document() -> dict[str, Any]:
         for code, text in {
             400: "invalid input; nothing was written",
             401: "missing or wrong token",
+            403: "a valid token whose role may not make this call",
             404: "unknown object or reference",
             409: "conflicts with existing state, or a pool is exhausted",
         }.items()

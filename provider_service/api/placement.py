@@ -24,6 +24,7 @@ from provider_service.api.openapi import operation
 from provider_service.app import db
 from provider_service.frr_intent import vrf_name
 from provider_service.frr_render import ARTIFACT as FRR_ARTIFACT
+from provider_service.leaf_state import ARTIFACT as LEAF_ARTIFACT
 from provider_service.models import Device, DeviceConfig, DirectConnectPort
 from provider_service.models.base import utcnow
 from provider_service.softgate_domains import agent_id
@@ -67,9 +68,10 @@ def carriers(network: tenancy.NetworkView, devices: list[Device],
                 (FRR_OBJECT, ("domain", vrf_name(network.l3vni)),
                  *((kind, net) for kind in NETWORK_KINDS)),
                 (("nic", f"{net}/"),)))
-        elif (device.role == "hypervisor" and network.segment_kind == "vni") or \
-                (device.name, network.id) in direct_connects:
+        elif device.role == "hypervisor" and network.segment_kind == "vni":
             found.append(Carrier(device.name, (FRR_ARTIFACT,), (FRR_OBJECT,), ()))
+        elif (device.name, network.id) in direct_connects:
+            found.append(Carrier(device.name, (LEAF_ARTIFACT, FRR_ARTIFACT), (FRR_OBJECT,), ()))
     return found
 
 

@@ -30,6 +30,10 @@ from provider_service.models.vms import (
 T = TypeVar("T")
 
 MAX_CONTENT_BYTES: Final = 1024 * 1024  # CloudStack's largest user data
+# What the agent serves (agent/dhcp_state.py): a larger metadata file or password would be
+# stored and never served, so it is refused here, where the sender hears of it.
+MAX_METADATA_BYTES: Final = 64 * 1024
+MAX_PASSWORD_CHARS: Final = 256
 MAX_VM_DATA_ITEMS: Final = 64  # generateVmData makes about fifteen
 MAX_RESTORE_NICS: Final = 65536
 NIC_FIELDS: Final = (
@@ -94,18 +98,20 @@ def content(value: object, field: str) -> str:
 
 
 def metadata(value: object, field: str) -> str:
-    """Metadata: as user data, and without C1 controls or Unicode line separators."""
-    return _text(value, field, _METADATA_CONTROL_RE)
+    """Metadata: as user data, at most 64 KiB, and without C1 controls or Unicode line
+    separators."""
+    return _text(value, field, _METADATA_CONTROL_RE, MAX_METADATA_BYTES)
 
 
-def _text(value: object, field: str, control: re.Pattern[str]) -> str:
+def _text(value: object, field: str, control: re.Pattern[str],
+          limit: int = MAX_CONTENT_BYTES) -> str:
     text = v.require_str(value, field)
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError as exc:  # a lone surrogate such as "\ud800"
         raise BadRequest(f"{field}: not valid UTF-8 text") from exc
-    if size > MAX_CONTENT_BYTES:
-        raise BadRequest(f"{field}: {size} bytes is more than {MAX_CONTENT_BYTES}")
+    if size > limit:
+        raise BadRequest(f"{field}: {size} bytes is more than {limit}")
     bad = control.search(text)
     if bad is not None:
         raise BadRequest(f"{field}: control character U+{ord(bad.group()):04X} at offset "
@@ -115,11 +121,15 @@ def _text(value: object, field: str, control: re.Pattern[str]) -> str:
 
 def password(value: object, field: str) -> str:
     """Printable characters without white space: the password server keeps passwords in a
-    line-oriented store, and guests read them as one word."""
+    line-oriented store, and guests read them as one word. No error shows the value."""
+    if not isinstance(value, str):  # require_str would quote it
+        raise BadRequest(f"{field}: expected a string, got {type(value).__name__}")
     text = metadata(value, field)
     if text == "" or not text.isprintable() or any(char.isspace() for char in text):
         raise BadRequest(f"{field}: a password is one or more printable characters without "
                          "white space")
+    if len(text) > MAX_PASSWORD_CHARS:
+        raise BadRequest(f"{field}: a password is at most {MAX_PASSWORD_CHARS} characters")
     return text
 
 

@@ -7,7 +7,7 @@ import json
 
 from sqlalchemy.orm import Session
 
-from provider_service import tenancy
+from provider_service import direct_connect, tenancy
 from provider_service.api.networks import network_json, vpc_json
 from provider_service.cloudstack import networks, nics, rules
 from provider_service.cloudstack.event import Event, Handler
@@ -63,8 +63,14 @@ def handle(session: Session, command: str, envelope: object) -> object:
 def custom_action(session: Session, event: Event) -> str:
     """runNetworkCustomAction: CloudStack hands our stdout to the API caller."""
     action = event.payload.get("action")
+    if action in direct_connect.ACTIONS:
+        if not event.has("network_id"):
+            raise BadRequest(f"{action}: acts on a network, not a VPC")
+        return direct_connect.run_action(session, str(action), event.text("network_id"),
+                                         event.payload.get("action-params") or {})
     if action != "show":
-        raise BadRequest(f"unknown custom action {str(action)[:40]!r}; known: show")
+        raise BadRequest(f"unknown custom action {str(action)[:40]!r}; known: show, "
+                         f"{', '.join(direct_connect.ACTIONS)}")
     if event.has("network_id"):
         message: object = network_json(tenancy.network_view(Sql(session),
                                                              event.text("network_id")))

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from provider_service import tenancy
+from provider_service import validation as v
 from provider_service.api.networks import network_json, parse_network, parse_vpc
 from provider_service.cloudstack import rules
 from provider_service.cloudstack.event import Event
@@ -29,15 +30,16 @@ def ensure_network_device(session: Session, event: Event) -> str:
     One line of JSON, the same for the same object every time: CloudStack rewrites its
     row whenever the text changes, and stores our output verbatim.
     """
-    details: dict[str, Any] = {"provider": "vxgate", "zone_id": event.text("zone_id")}
+    # Ids are checked: CloudStack stores this answer and hands it back on every call.
+    details: dict[str, Any] = {"provider": "vxgate", "zone_id": _id(event, "zone_id")}
     # One query either way: this command precedes every other one.
     if event.has("network_id"):
-        details["network_id"] = event.text("network_id")
+        details["network_id"] = _id(event, "network_id")
         network = tenancy.find_network(Sql(session), details["network_id"])
         if network is not None:
             details["broadcast_uri"] = network_json(network)["broadcast_uri"]
     else:
-        details["vpc_id"] = event.text("vpc_id")
+        details["vpc_id"] = _id(event, "vpc_id")
         vpc = tenancy.find_vpc(Sql(session), details["vpc_id"])
         if vpc is not None:
             details["l3vni"] = vpc.l3vni
@@ -102,6 +104,10 @@ def _apply_network(session: Session, event: Event) -> tenancy.NetworkView:
         extra["mode"] = event.network_mode
     body = event.body(NETWORK_FIELDS, extra)
     return tenancy.apply_network(Sql(session), parse_network(event.text("network_id"), body))
+
+
+def _id(event: Event, key: str) -> str:
+    return v.parse_id(event.text(key), f"payload.{key}")
 
 
 def _physnet(event: Event) -> dict[str, str] | None:

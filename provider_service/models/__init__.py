@@ -1,6 +1,6 @@
 """SQLAlchemy models of the desired state. Importing this registers every table."""
 
-from provider_service.models import rules, vms  # noqa: F401  (register their tables)
+from provider_service.models import rules, tokens, vms  # noqa: F401  (register their tables)
 from provider_service.models.base import Base
 from provider_service.models.device_state import DeviceConfig, ObjectStatus, StateVersion
 from provider_service.models.fabric import (

@@ -11,6 +11,9 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
 )
+from sqlalchemy import (
+    false as sa_false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from provider_service.models.base import Base, Timestamped
@@ -132,6 +135,9 @@ class Device(Timestamped, Base):
     # A leaf that is also a VTEP: it maps VLANs on its ports to VNIs (direct connect).
     # Hypervisors and SoftGates are VTEPs by role.
     vtep: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A SoftGate of a pair that carries traffic only while its partner is down: its
+    # routes go out with a longer AS path (docs/softgate-pair.md).
+    standby: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
     token_sha256: Mapped[str] = mapped_column(String(64), default="")
     # Bumped whenever any of the device's rendered artifacts changes.
     config_generation: Mapped[int] = mapped_column(BigInteger, default=0)

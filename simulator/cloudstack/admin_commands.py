@@ -257,11 +257,16 @@ def add_custom_action(sim: CloudStackSim, p: Params) -> dict[str, Any]:
         raise ApiError(PARAM_ERROR, "NetworkOrchestrator custom actions act on networks")
     uuid = new_uuid()
     sim.custom_actions[uuid] = name
+    sim.custom_action_extensions[uuid] = extension.uuid
     return {"id": uuid, "name": name, "extensionid": extension.uuid,
             "resourcetype": "Network", "enabled": True}
 
 
 @commands.list("listCustomActions", "extensioncustomaction")
 def list_custom_actions(sim: CloudStackSim, p: Params) -> list[dict[str, Any]]:
-    return [{"id": uuid, "name": name, "resourcetype": "Network", "enabled": True}
-            for uuid, name in sim.custom_actions.items() if p.text("name") in (None, name)]
+    owners = sim.custom_action_extensions
+    return [{"id": uuid, "name": name, "extensionid": owners.get(uuid),
+             "resourcetype": "Network", "enabled": True}
+            for uuid, name in sim.custom_actions.items()
+            if p.text("name") in (None, name)
+            and p.text("extensionid") in (None, owners.get(uuid))]

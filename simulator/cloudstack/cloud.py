@@ -65,6 +65,7 @@ class CloudStackSim:
     db: Database = field(default_factory=Database)
     elements: dict[tuple[int, int], Element] = field(default_factory=dict)
     custom_actions: dict[str, str] = field(default_factory=dict)  # UUID -> action name
+    custom_action_extensions: dict[str, str] = field(default_factory=dict)  # -> extension
     _macs: itertools.count[int] = field(default_factory=lambda: itertools.count(0x10))
 
     def __post_init__(self) -> None:

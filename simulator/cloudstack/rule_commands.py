@@ -71,7 +71,9 @@ def ip_json(sim: CloudStackSim, ip: PublicIp) -> dict[str, Any]:
     if ip.vpc is not None:
         answer["vpcid"] = sim.db.vpcs[ip.vpc].uuid
     if ip.static_nat_vm is not None:
-        answer["virtualmachineid"] = sim.db.vms[ip.static_nat_vm].uuid
+        # IPAddressResponse.vmipaddress: the guest address static NAT translates to.
+        answer.update(virtualmachineid=sim.db.vms[ip.static_nat_vm].uuid,
+                      vmipaddress=ip.static_nat_ip)
     return answer
 
 

@@ -40,6 +40,7 @@ class FakeCloudStack:
         self.extensions: list[dict[str, Any]] = []
         self.providers: list[dict[str, Any]] = []
         self.offerings: dict[str, list[dict[str, Any]]] = {"Network": [], "VPC": []}
+        self.custom_actions: list[dict[str, Any]] = []
 
     # --- Api ---
     def call(self, command: str, params: reg.Params) -> reg.Record:
@@ -76,6 +77,9 @@ class FakeCloudStack:
         if command == "listNetworkServiceProviders":
             return [n for n in self.providers
                     if n["physicalnetworkid"] == p["physicalnetworkid"] and n["name"] == p["name"]]
+        if command == "listCustomActions":
+            return [a for a in self.custom_actions
+                    if (a["extensionid"], a["name"]) == (p["extensionid"], p["name"])]
         kind = command.removeprefix("list").removesuffix("Offerings")
         return [o for o in self.offerings[kind] if o["name"] == p["name"]]
 
@@ -134,6 +138,11 @@ class FakeCloudStack:
         offering["state"] = p["state"]
         return offering
 
+    def _addCustomAction(self, p: dict[str, Any]) -> dict[str, Any]:
+        action = {"id": f"ca-{len(self.custom_actions) + 1}", **p}
+        self.custom_actions.append(action)
+        return action
+
     def _extension(self, ext_id: str) -> dict[str, Any]:
         return next(e for e in self.extensions if e["id"] == ext_id)
 
@@ -170,7 +179,8 @@ def test_first_run_creates_everything_in_order() -> None:
     fake = FakeCloudStack()
     lines, warnings = register(fake)
     assert [c for c, _ in fake.changes] == [
-        "createExtension", "registerExtension", "createExtension", "registerExtension",
+        "createExtension", "registerExtension", "addCustomAction", "addCustomAction",
+        "createExtension", "registerExtension", "addCustomAction", "addCustomAction",
         "createNetworkOffering", "updateNetworkOffering",
         "createNetworkOffering", "updateNetworkOffering",
         "createNetworkOffering", "updateNetworkOffering",
@@ -181,10 +191,14 @@ def test_first_run_creates_everything_in_order() -> None:
         "/usr/share/cloudstack-management/extensions/vxgate/vxgate_extension.py)",
         "created registration of vxgate on physical network guest",
         "unchanged network service provider vxgate on physical network guest",
+        "created custom action attach-vlan of vxgate",
+        "created custom action detach-vlan of vxgate",
         "created extension vxgate-routed (entry-point "
         "/usr/share/cloudstack-management/extensions/vxgate-routed/vxgate_extension.py)",
         "created registration of vxgate-routed on physical network guest",
         "unchanged network service provider vxgate-routed on physical network guest",
+        "created custom action attach-vlan of vxgate-routed",
+        "created custom action detach-vlan of vxgate-routed",
         "created network offering vxgate-isolated-natted",
         "created network offering vxgate-isolated-routed",
         "created network offering vxgate-vpc-tier",
@@ -195,6 +209,24 @@ def test_first_run_creates_everything_in_order() -> None:
         f"CloudStack reports /usr/share/cloudstack-management/extensions/{name}/"
         "vxgate_extension.py not ready (yet): install the entry-point on every management "
         "server (docs/cloudstack-registration.md)" for name in ("vxgate", "vxgate-routed")]
+
+
+def test_custom_actions_attach_and_detach_vlan_once_per_extension() -> None:
+    fake = FakeCloudStack()
+    register(fake)
+    added = [p for c, p in fake.changes if c == "addCustomAction"]
+    assert [(p["extensionid"], p["name"]) for p in added] == [
+        ("ext-1", "attach-vlan"), ("ext-1", "detach-vlan"),
+        ("ext-2", "attach-vlan"), ("ext-2", "detach-vlan")]
+    assert added[0]["resourcetype"] == "Network"
+    assert added[0]["parameters"] == [
+        {"name": "device", "type": "STRING", "required": "true"},
+        {"name": "port", "type": "STRING", "required": "true"},
+        {"name": "vlan", "type": "NUMBER", "required": "true"}]
+    fake.calls.clear()
+    lines, _ = register(fake)
+    assert not fake.changes
+    assert "unchanged custom action detach-vlan of vxgate-routed" in lines
 
 
 def test_extension_parameters() -> None:
@@ -298,7 +330,7 @@ def test_second_run_changes_nothing() -> None:
     lines, warnings = register(fake)
     assert len(fake.changes) == before
     assert all(line.startswith("unchanged ") for line in lines), lines
-    assert len(lines) == 10
+    assert len(lines) == 14  # 2 extensions with 5 objects each, 4 offerings
     assert warnings == [w for w in warnings if "not ready" in w]
 
 
@@ -434,14 +466,18 @@ def parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["cloudstack", "register", *argv])
 
 
-def run_cli(fake: FakeCloudStack, *argv: str, env: Mapping[str, str] = ENV) -> int:
+def run_cli(fake: FakeCloudStack, *argv: str, env: Mapping[str, str] = ENV,
+            issuer: reg.TokenIssuer | None = None) -> int:
     seen: list[tuple[str, str, str, tuple[str, ...]]] = []
 
     def factory(endpoint: str, key: str, secret: str, secrets: tuple[str, ...]) -> reg.Api:
         seen.append((endpoint, key, secret, secrets))
         return fake
 
-    code = cli.run(parse(*argv), environ=env, api_factory=factory)
+    # The service hands back the token given: these tests are about CloudStack's side
+    # (test_cli_puts_the_extension_token_not_the_admin_token is about the tokens).
+    code = cli.run(parse(*argv), environ=env, api_factory=factory,
+                   token_issuer=issuer or (lambda name, held: parse(*argv).token or TOKEN))
     if seen:
         assert seen[0][:3] == ("http://cs:8080/client/api", "api-key-1", SECRET)
     return code
@@ -454,7 +490,7 @@ def test_cli_run_prints_one_line_per_step(capsys: pytest.CaptureFixture[str]) ->
     fake = FakeCloudStack()
     assert run_cli(fake, *BASIC, "--token", TOKEN) == 0
     out, err = capsys.readouterr()
-    assert len(out.splitlines()) == 10
+    assert len(out.splitlines()) == 14
     assert err.startswith("warning: ")
     assert fake.changes[1][1]["details"] == [{"vxgate.url": URL}, {"vxgate.token": TOKEN}]
     assert run_cli(fake, *BASIC, "--token", TOKEN) == 0

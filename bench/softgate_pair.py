@@ -1,0 +1,155 @@
+"""python -m bench.softgate_pair [--rounds N]: failover and fail-back of a SoftGate pair.
+
+The simulated cloud with two SoftGates (simulator/cloud.py, `PAIR`): sg1 active, sg2 its
+standby (its EVPN and upstream routes carry a longer AS path; docs/softgate-pair.md). A VM
+on hv1 has source NAT and a static NAT address open to ICMP. Three streams run through
+the SoftGate: a 20 ms ping from the VM to the internet host (egress, source NAT), a 20 ms
+ping from the internet host to the VM's static NAT address (ingress), and one TCP
+connection from the VM to an echo server on the internet host, a line every 20 ms.
+
+Each round cuts every link of sg1 (its fabric uplink and its WAN link: the box is gone
+from the network as if unplugged; its peers see the carrier drop, BFD covers a silent
+death), waits until all three streams flow again through sg2, opens a new connection,
+then restores the links and waits until up1 and the hypervisors prefer sg1 again.
+Printed per stream: the failover gap (longest time without a reply from the cut on) and
+the fail-back gap (from the restore on); and whether the TCP connection survived.
+Goal: failover <= 3 s with the TCP session alive (issue 7); fail-back without an outage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+from bench.cloud import summary
+from simulator.cloud import Cloud, running_cloud
+from simulator.fabric import missing_prerequisites, wait_until
+from simulator.topology import Topology
+from simulator.traffic import connect, ping_stream, server_in, tcp_stream
+
+FAILOVER_GOAL_S = 3.0
+PAIR = Topology(spines=1, leaves=0, hypervisors=2, softgates=2)
+ACTIVE, STANDBY = PAIR.softgate_names
+GATEWAY_MAC = "02:00:5e:00:00:01"  # every guest bridge's (provider_service.softgate_domains)
+SETTLE_S = 0.5  # replies flowing this long: the outage is over
+ECHO_PORT, NEW_CONNECTION_PORT = 7001, 7002
+
+
+@dataclass(frozen=True)
+class Round:
+    failover: dict[str, float]  # stream -> longest gap from the cut on, seconds
+    failback: dict[str, float]  # stream -> longest gap from the restore on
+    tcp_error: str  # "" when the TCP connection survived both moves
+    new_connection: str  # what a connection opened while on the standby was answered
+
+
+def pair_vm(cloud: Cloud) -> dict[str, Any]:
+    """A VM on hv1 in a new isolated network, with a static NAT address open to ICMP."""
+    api, zone = cloud.api, cloud.zone()
+    hosts = {h["name"]: h["id"] for h in api.listHosts(fetch_list=True)}
+    net = api.createNetwork(name="pairnet", displaytext="pairnet", zoneid=zone,
+                            networkofferingid=cloud.offering("vxgate-isolated-natted"),
+                            gateway="10.120.0.1", netmask="255.255.255.0")["network"]
+    vm = api.deployVirtualMachine(zoneid=zone, serviceofferingid="small", templateid="debian",
+                                  name="streamer", networkids=net["id"],
+                                  hostid=hosts["hv1"])["virtualmachine"]
+    static = api.associateIpAddress(networkid=net["id"])["ipaddress"]
+    api.enableStaticNat(ipaddressid=static["id"], virtualmachineid=vm["id"])
+    api.createFirewallRule(ipaddressid=static["id"], protocol="icmp", icmptype=-1,
+                           icmpcode=-1, cidrlist="0.0.0.0/0")
+    cloud.lease(vm["id"])
+    return {**vm, "public": static["ipaddress"]}
+
+
+def set_links(cloud: Cloud, node: str, up: bool) -> None:
+    """Every link of the node down (unplugged) or up again, on the node's side."""
+    for link in cloud.topology.links():
+        if link.node == node:
+            cloud.fabric.ip(node, "link", "set", link.interface, "up" if up else "down")
+
+
+def served_by(cloud: Cloud, softgate: str, public: str) -> bool:
+    """Whether up1 routes the public address to `softgate` and hv1 sends the guests'
+    gateway MAC to its VTEP: both directions go through it."""
+    topology, fabric = cloud.topology, cloud.fabric
+    wan = next(link for link in topology.wan_links() if link.node == softgate)
+    via = wan.address.split("/")[0]
+    route = fabric.exec("up1", "ip", "route", "get", public, check=False).stdout
+    fdb = fabric.exec("hv1", "bridge", "fdb", "show").stdout
+    vtep = topology.loopback(softgate)
+    return f"via {via} " in route and any(
+        line.startswith(GATEWAY_MAC) and f"dst {vtep} " in line + " "
+        for line in fdb.splitlines())
+
+
+def failover_round(cloud: Cloud, vm: dict[str, Any]) -> Round:
+    fabric, internet = cloud.fabric, cloud.topology.internet_host
+    node = cloud.node(vm["id"])
+    with ExitStack() as stack:
+        egress = stack.enter_context(ping_stream(fabric, node, internet))
+        ingress = stack.enter_context(ping_stream(fabric, "up1", vm["public"]))
+        tcp = stack.enter_context(tcp_stream(fabric, node, "up1", internet, ECHO_PORT))
+        streams = {"egress ping": egress, "ingress ping": ingress}
+
+        def flowing(since: float) -> bool:
+            return all(s.replying_since(since, SETTLE_S) for s in streams.values()) \
+                and tcp.echoing_since(since, SETTLE_S)
+
+        wait_until("the streams to flow through sg1", lambda: flowing(0.0), timeout=15)
+        cut = time.time()
+        set_links(cloud, ACTIVE, up=False)
+        wait_until("the streams to flow through sg2", lambda: flowing(cut),
+                   timeout=4 * FAILOVER_GOAL_S, interval=0.05)
+        with server_in(fabric, "up1", NEW_CONNECTION_PORT):
+            answer = connect(fabric, node, internet, NEW_CONNECTION_PORT)
+        restored = time.time()
+        set_links(cloud, ACTIVE, up=True)
+        wait_until("up1 and hv1 to prefer sg1 again",
+                   lambda: served_by(cloud, ACTIVE, vm["public"]), timeout=30, interval=0.1)
+        back = time.time()
+        wait_until("the streams to flow through sg1 again", lambda: flowing(back),
+                   timeout=4 * FAILOVER_GOAL_S, interval=0.05)
+    return Round(
+        failover={name: s.longest_gap(cut, restored) for name, s in streams.items()}
+        | {"tcp echo": tcp.longest_gap(cut, restored)},
+        failback={name: s.longest_gap(restored, s.ended) for name, s in streams.items()}
+        | {"tcp echo": tcp.longest_gap(restored, tcp.ended)},
+        tcp_error=tcp.broken(), new_connection=answer)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.softgate_pair", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5, help="failovers and fail-backs")
+    args = parser.parse_args(argv)
+    reason = missing_prerequisites()
+    if reason:
+        print(f"bench.softgate_pair: {reason}", file=sys.stderr)
+        return 2
+    with running_cloud(topology=PAIR) as cloud:
+        vm = pair_vm(cloud)
+        wait_until("sg1 to serve the VM", lambda: served_by(cloud, ACTIVE, vm["public"]),
+                   timeout=30)
+        rounds = [failover_round(cloud, vm) for _ in range(args.rounds)]
+    print(f"SoftGate pair, {len(rounds)} rounds of cutting every link of {ACTIVE}:")
+    print(" failover (longest gap from the cut, traffic moved to the standby):")
+    for name in rounds[0].failover:
+        print(summary(name, [r.failover[name] for r in rounds], FAILOVER_GOAL_S))
+    print(" fail-back (longest gap from restoring the links, traffic back on sg1):")
+    for name in rounds[0].failback:
+        print(summary(name, [r.failback[name] for r in rounds], FAILOVER_GOAL_S))
+    broken = [r.tcp_error for r in rounds if r.tcp_error]
+    print(f" TCP connection survived: {len(rounds) - len(broken)} of {len(rounds)} rounds"
+          + (f" ({broken[0]})" if broken else ""))
+    print(" new connection during failover answered: "
+          f"{sum(bool(r.new_connection) for r in rounds)} of {len(rounds)}")
+    return 1 if broken else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""A SoftGate pair through the CloudStack stand-in: sg1 active, sg2 its standby.
+
+Every link of sg1 is cut while a VM pings the internet host through source NAT, the
+internet host pings the VM's static NAT address, and one TCP connection from the VM
+echoes a line every 20 ms; then the links come back. The goal is a failover of 3 s with
+the TCP connection alive (issue 7); this test fails only past twice that, and
+`python -m bench.softgate_pair` prints the figures. Fail-back must not break the
+connection either, and must not take longer than a failover.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from bench.softgate_pair import (
+    ACTIVE,
+    FAILOVER_GOAL_S,
+    PAIR,
+    STANDBY,
+    failover_round,
+    pair_vm,
+    served_by,
+)
+from simulator.cloud import Cloud
+from simulator.fabric import wait_until
+from tests.scenarios.conftest import scenario_cloud
+
+
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[Cloud]:
+    yield from scenario_cloud(PAIR)
+
+
+@pytest.fixture(scope="module")
+def vm(cloud: Cloud) -> dict[str, Any]:
+    made = pair_vm(cloud)
+    wait_until("sg1 to serve the VM", lambda: served_by(cloud, ACTIVE, made["public"]),
+               timeout=30)
+    return made
+
+
+def test_both_softgates_carry_every_network_and_the_standby_is_less_preferred(
+        cloud: Cloud, vm: dict[str, Any]) -> None:
+    fabric = cloud.fabric
+    domains = {softgate: sorted(path.name for path in
+                                fabric.private_netns_dir(softgate).iterdir())
+               for softgate in (ACTIVE, STANDBY)}
+    assert domains[ACTIVE] == domains[STANDBY] and domains[ACTIVE]
+    standby_config = fabric.vtysh(STANDBY, "show running-config")
+    active_config = fabric.vtysh(ACTIVE, "show running-config")
+    assert "route-map VXGATE-STANDBY-OUT" in standby_config
+    assert "VXGATE-STANDBY-OUT" not in active_config
+    # up1 holds both paths to the public pool and prefers the shorter, sg1's.
+    routes = fabric.vtysh_json("up1", "show ip bgp json")["routes"]
+    pool = next(paths for prefix, paths in routes.items() if prefix.startswith("203.0.113."))
+    assert len(pool) == 2
+    best = next(path for path in pool if path.get("bestpath"))
+    assert len(best["path"].split()) < max(len(path["path"].split()) for path in pool)
+
+
+def test_failover_keeps_tcp_alive_and_fail_back_does_too(
+        cloud: Cloud, vm: dict[str, Any]) -> None:
+    measured = failover_round(cloud, vm)
+    print(f"\nfailover gaps: {measured.failover}\nfail-back gaps: {measured.failback}")
+    assert not measured.tcp_error, f"the TCP connection broke: {measured.tcp_error}"
+    assert measured.new_connection, "a new connection failed while on the standby"
+    for phase in (measured.failover, measured.failback):
+        for stream, gap in phase.items():
+            assert gap <= 2 * FAILOVER_GOAL_S, f"{stream}: {gap:.2f} s without a reply"
+    assert served_by(cloud, ACTIVE, vm["public"])
