@@ -12,7 +12,9 @@ from flask import Flask
 from tests.conftest import Api
 from tests.functional.test_agent_api import as_agent, hypervisor
 
-PUBLIC_PATHS = {"/healthz", "/static/<path:filename>"}  # no data behind them
+# No tenant data behind them; /metrics has a token of its own (VXGATE_METRICS_TOKEN,
+# tests/functional/test_observability.py) because scrapers carry none of ours.
+PUBLIC_PATHS = {"/healthz", "/static/<path:filename>", "/metrics"}
 EXTENSION_CALL = ("POST", "/v1/cloudstack/<command>")
 
 
