@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.cloud import summary
+from provider_service.softgate_domains import GATEWAY_MAC  # every guest bridge's
 from simulator.cloud import Cloud, running_cloud
 from simulator.fabric import missing_prerequisites, wait_until
 from simulator.topology import Topology
@@ -35,7 +36,6 @@ from simulator.traffic import connect, ping_stream, server_in, tcp_stream
 FAILOVER_GOAL_S = 3.0
 PAIR = Topology(spines=1, leaves=0, hypervisors=2, softgates=2)
 ACTIVE, STANDBY = PAIR.softgate_names
-GATEWAY_MAC = "02:00:5e:00:00:01"  # every guest bridge's (provider_service.softgate_domains)
 SETTLE_S = 0.5  # replies flowing this long: the outage is over
 ECHO_PORT, NEW_CONNECTION_PORT = 7001, 7002
 
@@ -50,14 +50,9 @@ class Round:
 
 def pair_vm(cloud: Cloud) -> dict[str, Any]:
     """A VM on hv1 in a new isolated network, with a static NAT address open to ICMP."""
-    api, zone = cloud.api, cloud.zone()
-    hosts = {h["name"]: h["id"] for h in api.listHosts(fetch_list=True)}
-    net = api.createNetwork(name="pairnet", displaytext="pairnet", zoneid=zone,
-                            networkofferingid=cloud.offering("vxgate-isolated-natted"),
-                            gateway="10.120.0.1", netmask="255.255.255.0")["network"]
-    vm = api.deployVirtualMachine(zoneid=zone, serviceofferingid="small", templateid="debian",
-                                  name="streamer", networkids=net["id"],
-                                  hostid=hosts["hv1"])["virtualmachine"]
+    api = cloud.api
+    net = cloud.isolated_network("pairnet", "10.120.0.1")
+    vm = cloud.deploy("streamer", net["id"], "hv1")
     static = api.associateIpAddress(networkid=net["id"])["ipaddress"]
     api.enableStaticNat(ipaddressid=static["id"], virtualmachineid=vm["id"])
     api.createFirewallRule(ipaddressid=static["id"], protocol="icmp", icmptype=-1,

@@ -59,6 +59,22 @@ class Cloud:
     def zone(self) -> str:
         return str(self.api.listZones(fetch_list=True)[0]["id"])
 
+    def isolated_network(self, name: str, gateway: str) -> dict[str, Any]:
+        """createNetwork on the NATTED isolated offering, a /24 behind `gateway`."""
+        made: dict[str, Any] = self.api.createNetwork(
+            name=name, displaytext=name, zoneid=self.zone(),
+            networkofferingid=self.offering("vxgate-isolated-natted"), gateway=gateway,
+            netmask="255.255.255.0")["network"]
+        return made
+
+    def deploy(self, name: str, network_id: str, host: str, **extra: Any) -> dict[str, Any]:
+        """deployVirtualMachine of the stand-in's small Debian on the named hypervisor."""
+        hosts = {h["name"]: h["id"] for h in self.api.listHosts(fetch_list=True)}
+        made: dict[str, Any] = self.api.deployVirtualMachine(
+            zoneid=self.zone(), serviceofferingid="small", templateid="debian", name=name,
+            networkids=network_id, hostid=hosts[host], **extra)["virtualmachine"]
+        return made
+
     def offering(self, name: str) -> str:
         found = self.api.listNetworkOfferings(name=name, fetch_list=True) or \
             self.api.listVPCOfferings(name=name, fetch_list=True)

@@ -6,45 +6,22 @@ database without the extension hearing of it. No fabric: the audit reads APIs on
 from __future__ import annotations
 
 import json
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import cs
 import pytest
 
-from bench.service import running_service
 from provider_service import cli
-from simulator.cloudstack.cloud import CloudStackSim, Site
+from simulator.cloudstack.cloud import CloudStackSim
 from simulator.cloudstack.model import FirewallRule, LoadBalancer
-from simulator.cloudstack.operator import install_entry_points, register
-from simulator.cloudstack.server import running_cloudstack
-from tests.functional.test_cloudstack_sim import Cloud, create_network, deploy
+from tests.functional.test_cloudstack_sim import Cloud, create_network, deploy, stand_in_cloud
 
 
 @pytest.fixture(scope="module")
 def cloud() -> Iterator[Cloud]:
-    with tempfile.TemporaryDirectory(prefix="vxaudit-") as scratch, \
-            running_service(workers=1) as service:
-        service.ok("PUT", "/v1/zones/1", {"name": "zone1"})
-        service.ok("PUT", "/v1/physical-networks/200", {
-            "zone_id": "1", "name": "guest", "l2vni_range": "10000-10999",
-            "l3vni_range": "50000-50999"})
-        extensions = Path(scratch) / "extensions"
-        install_entry_points(extensions)
-        token = Path(scratch) / "token"
-        token.write_text(service.token)
-        with running_cloudstack(CloudStackSim(Site(), extensions_dir=extensions)) as stand_in:
-            register(stand_in, "guest", f"http://{service.host}:{service.port}", token)
-            api = cs.CloudStack(endpoint=stand_in.endpoint, key=stand_in.api_key,
-                                secret=stand_in.secret_key, fetch_result=True,
-                                poll_interval=0.05, method="post")
-            offerings = {o["name"]: o["id"] for o in
-                         api.listNetworkOfferings(fetch_list=True) +
-                         api.listVPCOfferings(fetch_list=True)}
-            yield Cloud(service, stand_in, api, api.listZones(fetch_list=True)[0]["id"],
-                        offerings)
+    with stand_in_cloud("vxaudit-") as made:
+        yield made
 
 
 @pytest.fixture(scope="module")

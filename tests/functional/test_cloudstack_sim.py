@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,11 @@ class Cloud:
         return [f"{s.command}: {s.output}" for s in self.sim.spawns() if s.code != 0]
 
 
-@pytest.fixture(scope="module")
-def cloud() -> Iterator[Cloud]:
-    with tempfile.TemporaryDirectory(prefix="vxcs-") as scratch, \
+@contextmanager
+def stand_in_cloud(prefix: str) -> Iterator[Cloud]:
+    """A real service with one zone and physical network, the CloudStack stand-in with
+    vxgate registered on it, and the `cs` client (no network fabric)."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch, \
             running_service(workers=1) as service:
         service.ok("PUT", "/v1/zones/1", {"name": "zone1"})
         service.ok("PUT", "/v1/physical-networks/200", {
@@ -62,6 +65,12 @@ def cloud() -> Iterator[Cloud]:
                          api.listVPCOfferings(fetch_list=True)}
             yield Cloud(service, stand_in, api, api.listZones(fetch_list=True)[0]["id"],
                         offerings)
+
+
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[Cloud]:
+    with stand_in_cloud("vxcs-") as made:
+        yield made
 
 
 def create_network(cloud: Cloud, name: str, gateway: str, **extra: Any) -> dict[str, Any]:

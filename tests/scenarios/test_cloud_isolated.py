@@ -34,16 +34,10 @@ def cloud() -> Iterator[Cloud]:
 @pytest.fixture(scope="module")
 def isolated(cloud: Cloud) -> dict[str, Any]:
     """net1 with web1 on hv1 and web2 on hv2, each with its DHCP lease."""
-    api = cloud.api
-    net = api.createNetwork(name="net1", displaytext="net1", zoneid=cloud.zone(),
-                            networkofferingid=cloud.offering("vxgate-isolated-natted"),
-                            gateway="10.100.0.1", netmask="255.255.255.0")["network"]
-    hosts = {h["name"]: h["id"] for h in api.listHosts(fetch_list=True)}
-    vms = [api.deployVirtualMachine(
-        zoneid=cloud.zone(), serviceofferingid="small", templateid="debian", name=name,
-        networkids=net["id"], hostid=hosts[host],
-        userdata=base64.b64encode(USER_DATA.encode()).decode())["virtualmachine"]
-        for name, host in (("web1", "hv1"), ("web2", "hv2"))]
+    net = cloud.isolated_network("net1", "10.100.0.1")
+    vms = [cloud.deploy(name, net["id"], host,
+                        userdata=base64.b64encode(USER_DATA.encode()).decode())
+           for name, host in (("web1", "hv1"), ("web2", "hv2"))]
     assert not cloud.failed_spawns()
     return {"network": net, "vms": vms}
 

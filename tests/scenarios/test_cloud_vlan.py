@@ -53,28 +53,11 @@ def cloud() -> Iterator[Cloud]:
     yield from scenario_cloud(Topology.small(isolation="vlan"))
 
 
-def create_network(cloud: Cloud, name: str, gateway: str) -> dict[str, Any]:
-    answer: dict[str, Any] = cloud.api.createNetwork(
-        name=name, displaytext=name, zoneid=cloud.zone(),
-        networkofferingid=cloud.offering("vxgate-isolated-natted"), gateway=gateway,
-        netmask="255.255.255.0")["network"]
-    return answer
-
-
-def deploy(cloud: Cloud, name: str, network: dict[str, Any], host: str,
-           **extra: Any) -> dict[str, Any]:
-    hosts = {h["name"]: h["id"] for h in cloud.api.listHosts(fetch_list=True)}
-    answer: dict[str, Any] = cloud.api.deployVirtualMachine(
-        zoneid=cloud.zone(), serviceofferingid="small", templateid="debian", name=name,
-        networkids=network["id"], hostid=hosts[host], **extra)["virtualmachine"]
-    return answer
-
-
 @pytest.fixture(scope="module")
 def vlan_net(cloud: Cloud) -> dict[str, Any]:
     """net2 (beside the shared checks' net1) with vm1 on hv1 and vm2 on hv2."""
-    net = create_network(cloud, "net2", GATEWAY)
-    vms = [deploy(cloud, "vm1", net, "hv1"), deploy(cloud, "vm2", net, "hv2")]
+    net = cloud.isolated_network("net2", GATEWAY)
+    vms = [cloud.deploy("vm1", net["id"], "hv1"), cloud.deploy("vm2", net["id"], "hv2")]
     assert not cloud.failed_spawns()
     return {"network": net, "vms": vms}
 
@@ -134,8 +117,8 @@ def test_a_new_network_is_cabled_anew(cloud: Cloud, vlan_net: dict[str, Any]) ->
     api.deleteNetwork(id=vlan_net["network"]["id"])
     for host in ("hv1", "hv2"):
         assert vlan_bridge_name(old_vlan) not in cloud.fabric.ip(host, "-br", "link")
-    net = create_network(cloud, "net3", "10.120.0.1")
-    vm = deploy(cloud, "vm3", net, "hv2")
+    net = cloud.isolated_network("net3", "10.120.0.1")
+    vm = cloud.deploy("vm3", net["id"], "hv2")
     vlan = vlan_of(cloud, net)
     assert vlan in VLAN_RANGE
     assert cloud.lease(vm["id"])["new_routers"] == "10.120.0.1"

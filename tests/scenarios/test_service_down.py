@@ -41,16 +41,10 @@ def cloud() -> Iterator[Cloud]:
 
 @pytest.fixture(scope="module")
 def network(cloud: Cloud) -> dict[str, Any]:
-    api = cloud.api
-    net = api.createNetwork(name="down1", displaytext="down1", zoneid=cloud.zone(),
-                            networkofferingid=cloud.offering("vxgate-isolated-natted"),
-                            gateway="10.110.0.1", netmask="255.255.255.0")["network"]
-    hosts = {h["name"]: h["id"] for h in api.listHosts(fetch_list=True)}
-    vms = [api.deployVirtualMachine(
-        zoneid=cloud.zone(), serviceofferingid="small", templateid="debian", name=name,
-        networkids=net["id"], hostid=hosts[host],
-        userdata=base64.b64encode(b"#cloud-config\n").decode())["virtualmachine"]
-        for name, host in (("web1", "hv1"), ("web2", "hv2"))]
+    net = cloud.isolated_network("down1", "10.110.0.1")
+    vms = [cloud.deploy(name, net["id"], host,
+                        userdata=base64.b64encode(b"#cloud-config\n").decode())
+           for name, host in (("web1", "hv1"), ("web2", "hv2"))]
     for vm in vms:
         cloud.lease(vm["id"])
     assert not cloud.failed_spawns()
