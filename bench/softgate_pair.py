@@ -29,7 +29,7 @@ from typing import Any
 from bench.cloud import summary
 from provider_service.softgate_domains import GATEWAY_MAC  # every guest bridge's
 from simulator.cloud import Cloud, running_cloud
-from simulator.fabric import missing_prerequisites, wait_until
+from simulator.fabric import FabricError, missing_prerequisites, wait_until
 from simulator.topology import Topology
 from simulator.traffic import connect, ping_stream, server_in, tcp_stream
 
@@ -82,6 +82,45 @@ def served_by(cloud: Cloud, softgate: str, public: str) -> bool:
         for line in fdb.splitlines())
 
 
+def _macip_routes(cloud: Cloud, node: str) -> set[tuple[str, str, str]]:
+    """The node's EVPN MAC/IP routes: (MAC, IP, next hop) for every path."""
+    table = cloud.fabric.vtysh_json(node, "show bgp l2vpn evpn route type macip json")
+    return {(path.get("mac", ""), path.get("ip", ""), hop["ip"])
+            for routes in table.values() if isinstance(routes, dict)
+            for prefix in routes.values() if isinstance(prefix, dict)
+            for paths in prefix.get("paths", ()) for path in paths
+            for hop in path.get("nexthops", ())}
+
+
+def applied_all(cloud: Cloud, device: str) -> bool:
+    """Whether the device's agent reports every artifact of its config applied (it
+    reports the device's generation, which an unchanged artifact's lags), all ok."""
+    config = cloud.service.ok("GET", f"/v1/devices/{device}/config")["artifacts"]
+    status = cloud.service.ok("GET", f"/v1/devices/{device}/status")["objects"]
+    applied = {o["id"]: o["generation"] for o in status if o["kind"] == "artifact"}
+    return all(applied.get(name, -1) >= artifact["generation"]
+               for name, artifact in config.items()) and all(
+        o["state"] == "ok" for o in status)
+
+
+def standing_by(cloud: Cloud, softgate: str, vm: dict[str, Any]) -> bool:
+    """Whether `softgate` could take over the VM at once: its agent applied everything,
+    it knows the VM's MAC from hv1 (the address it learns by ARP: hv1 has none on the
+    guest bridge), hv1 holds its route to the guests' gateway, and up1 its path to the
+    public address. (Any of them missing, a failover waits for the agent or BGP, not
+    for the fabric to notice the loss.)"""
+    topology = cloud.topology
+    vtep = topology.loopback(softgate)
+    nic = vm["nic"][0]
+    wan = next(link for link in topology.wan_links() if link.node == softgate)
+    up1 = cloud.fabric.vtysh("up1", f"show ip bgp {vm['public']}")
+    return (applied_all(cloud, softgate)
+            and any(mac == nic["macaddress"] for mac, _, _ in _macip_routes(cloud, softgate))
+            and any(mac == GATEWAY_MAC and ip == nic["gateway"] and hop == vtep
+                    for mac, ip, hop in _macip_routes(cloud, "hv1"))
+            and f"{wan.address.split('/')[0]}({softgate}) from" in up1)
+
+
 def failover_round(cloud: Cloud, vm: dict[str, Any]) -> Round:
     fabric, internet = cloud.fabric, cloud.topology.internet_host
     node = cloud.node(vm["id"])
@@ -95,11 +134,24 @@ def failover_round(cloud: Cloud, vm: dict[str, Any]) -> Round:
             return all(s.replying_since(since, SETTLE_S) for s in streams.values()) \
                 and tcp.echoing_since(since, SETTLE_S)
 
-        wait_until("the streams to flow through sg1", lambda: flowing(0.0), timeout=15)
+        def waiting(what: str, since: float, timeout: float) -> None:
+            try:
+                wait_until(what, lambda: flowing(since), timeout=timeout, interval=0.05)
+            except FabricError as error:
+                raise FabricError(f"{error}: {stream_states(since)}") from None
+
+        def stream_states(since: float) -> str:
+            states = [f"{name} {'flowing' if s.replying_since(since, SETTLE_S) else 'not'}"
+                      for name, s in streams.items()]
+            echo = "flowing" if tcp.echoing_since(since, SETTLE_S) else "not"
+            return ", ".join([*states, f"tcp echo {echo} ({tcp.broken() or 'open'})"])
+
+        waiting("the streams to flow through sg1", 0.0, timeout=15)
+        wait_until(f"{STANDBY} to stand by for the VM", lambda: standing_by(cloud, STANDBY, vm),
+                   timeout=30, interval=0.2)
         cut = time.time()
         set_links(cloud, ACTIVE, up=False)
-        wait_until("the streams to flow through sg2", lambda: flowing(cut),
-                   timeout=4 * FAILOVER_GOAL_S, interval=0.05)
+        waiting("the streams to flow through sg2", cut, timeout=4 * FAILOVER_GOAL_S)
         with server_in(fabric, "up1", NEW_CONNECTION_PORT):
             answer = connect(fabric, node, internet, NEW_CONNECTION_PORT)
         restored = time.time()
@@ -107,8 +159,7 @@ def failover_round(cloud: Cloud, vm: dict[str, Any]) -> Round:
         wait_until("up1 and hv1 to prefer sg1 again",
                    lambda: served_by(cloud, ACTIVE, vm["public"]), timeout=30, interval=0.1)
         back = time.time()
-        wait_until("the streams to flow through sg1 again", lambda: flowing(back),
-                   timeout=4 * FAILOVER_GOAL_S, interval=0.05)
+        waiting("the streams to flow through sg1 again", back, timeout=4 * FAILOVER_GOAL_S)
     return Round(
         failover={name: s.longest_gap(cut, restored) for name, s in streams.items()}
         | {"tcp echo": tcp.longest_gap(cut, restored)},
