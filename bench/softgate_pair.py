@@ -14,30 +14,51 @@ then restores the links and waits until up1 and the hypervisors prefer sg1 again
 Printed per stream: the failover gap (longest time without a reply from the cut on) and
 the fail-back gap (from the restore on); and whether the TCP connection survived.
 Goal: failover <= 3 s with the TCP session alive (issue 7); fail-back without an outage.
+
+Two ingress pings: "ingress ping" from up1's own address on the link it sends through
+(so it changes source when up1 reroutes, as a new flow would), "ingress ping, internet
+host" from the internet host's fixed address (an existing flow). They differ while the
+two directions take different SoftGates: on fail-back sg1 has the fabric (the hypervisors
+send the replies to it) before it announces the pools upstream again (up to FRR's
+conditional-advertisement timer later, docs/softgate-pair.md); a reply only passes a
+SoftGate whose conntrack knows the flow, which for a flow begun on the standby needs
+conntrack synchronisation.
+
+Then (`--partial N`, default 3) rounds of a partial failure: only sg1's fabric uplink is
+cut, its WAN stays up. sg1 must stop announcing the public pools upstream (within FRR's
+conditional-advertisement timer) so that ingress moves to sg2 instead of being
+black-holed; the links are restored as above.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
+import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from bench.cloud import summary
+from provider_service.frr_intent import FABRIC_CONDITION_TIMER_S
 from provider_service.softgate_domains import GATEWAY_MAC  # every guest bridge's
 from simulator.cloud import Cloud, running_cloud
-from simulator.fabric import FabricError, missing_prerequisites, wait_until
+from simulator.fabric import Fabric, FabricError, missing_prerequisites, wait_until
 from simulator.topology import Topology
-from simulator.traffic import connect, ping_stream, server_in, tcp_stream
+from simulator.traffic import PingStream, connect, ping_stream, server_in, tcp_stream
 
 FAILOVER_GOAL_S = 3.0
 PAIR = Topology(spines=1, leaves=0, hypervisors=2, softgates=2)
 ACTIVE, STANDBY = PAIR.softgate_names
 SETTLE_S = 0.5  # replies flowing this long: the outage is over
 ECHO_PORT, NEW_CONNECTION_PORT = 7001, 7002
+# A partial failure (fabric uplink lost, WAN up) ends when FRR's next conditional-
+# advertisement check withdraws sg1's announcements: at most its timer, plus convergence.
+PARTIAL_GOAL_S = FABRIC_CONDITION_TIMER_S + 1.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +87,36 @@ def set_links(cloud: Cloud, node: str, up: bool) -> None:
     for link in cloud.topology.links():
         if link.node == node:
             cloud.fabric.ip(node, "link", "set", link.interface, "up" if up else "down")
+
+
+def set_fabric_links(cloud: Cloud, node: str, up: bool) -> None:
+    """Only the node's fabric uplinks down or up again: its WAN link stays up."""
+    for link in cloud.topology.fabric_links():
+        if link.node == node:
+            cloud.fabric.ip(node, "link", "set", link.interface, "up" if up else "down")
+
+
+@contextmanager
+def ping_from(fabric: Fabric, node: str, source: str, address: str, interval: float = 0.02
+              ) -> Iterator[PingStream]:
+    """Like simulator.traffic.ping_stream, from a fixed source address: a client on the
+    internet keeps its address whichever link up1 sends through."""
+    stream = PingStream(started=time.time())
+    process = subprocess.Popen(["ip", "netns", "exec", fabric.ns(node), "stdbuf", "-oL",
+                                "ping", "-D", "-n", "-i", str(interval), "-I", source,
+                                address],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    reader = threading.Thread(target=lambda: stream.lines.extend(process.stdout or ()),
+                              daemon=True)
+    reader.start()
+    try:
+        yield stream
+    finally:
+        stream.ended = time.time()
+        process.send_signal(signal.SIGINT)  # our own child, by its handle
+        process.wait(timeout=10)
+        reader.join(timeout=10)
 
 
 def served_by(cloud: Cloud, softgate: str, public: str) -> bool:
@@ -122,13 +173,27 @@ def standing_by(cloud: Cloud, softgate: str, vm: dict[str, Any]) -> bool:
 
 
 def failover_round(cloud: Cloud, vm: dict[str, Any]) -> Round:
+    """Every link of sg1 cut, then restored."""
+    return _round(cloud, vm, lambda up: set_links(cloud, ACTIVE, up), FAILOVER_GOAL_S)
+
+
+def partial_round(cloud: Cloud, vm: dict[str, Any]) -> Round:
+    """Only sg1's fabric uplinks cut (its WAN and upstream session stay up), then
+    restored: its upstream announcements must go with the fabric."""
+    return _round(cloud, vm, lambda up: set_fabric_links(cloud, ACTIVE, up), PARTIAL_GOAL_S)
+
+
+def _round(cloud: Cloud, vm: dict[str, Any], links: Callable[[bool], None],
+           goal: float) -> Round:
     fabric, internet = cloud.fabric, cloud.topology.internet_host
     node = cloud.node(vm["id"])
     with ExitStack() as stack:
         egress = stack.enter_context(ping_stream(fabric, node, internet))
         ingress = stack.enter_context(ping_stream(fabric, "up1", vm["public"]))
+        client = stack.enter_context(ping_from(fabric, "up1", internet, vm["public"]))
         tcp = stack.enter_context(tcp_stream(fabric, node, "up1", internet, ECHO_PORT))
-        streams = {"egress ping": egress, "ingress ping": ingress}
+        streams = {"egress ping": egress, "ingress ping": ingress,
+                   "ingress ping, internet host": client}
 
         def flowing(since: float) -> bool:
             return all(s.replying_since(since, SETTLE_S) for s in streams.values()) \
@@ -150,16 +215,16 @@ def failover_round(cloud: Cloud, vm: dict[str, Any]) -> Round:
         wait_until(f"{STANDBY} to stand by for the VM", lambda: standing_by(cloud, STANDBY, vm),
                    timeout=30, interval=0.2)
         cut = time.time()
-        set_links(cloud, ACTIVE, up=False)
-        waiting("the streams to flow through sg2", cut, timeout=4 * FAILOVER_GOAL_S)
+        links(False)
+        waiting("the streams to flow through sg2", cut, timeout=4 * goal)
         with server_in(fabric, "up1", NEW_CONNECTION_PORT):
             answer = connect(fabric, node, internet, NEW_CONNECTION_PORT)
         restored = time.time()
-        set_links(cloud, ACTIVE, up=True)
+        links(True)
         wait_until("up1 and hv1 to prefer sg1 again",
                    lambda: served_by(cloud, ACTIVE, vm["public"]), timeout=30, interval=0.1)
         back = time.time()
-        waiting("the streams to flow through sg1 again", back, timeout=4 * FAILOVER_GOAL_S)
+        waiting("the streams to flow through sg1 again", back, timeout=4 * goal)
     return Round(
         failover={name: s.longest_gap(cut, restored) for name, s in streams.items()}
         | {"tcp echo": tcp.longest_gap(cut, restored)},
@@ -168,10 +233,28 @@ def failover_round(cloud: Cloud, vm: dict[str, Any]) -> Round:
         tcp_error=tcp.broken(), new_connection=answer)
 
 
+def _report(title: str, what: str, rounds: list[Round], goal: float) -> list[str]:
+    print(f"SoftGate pair, {len(rounds)} rounds of cutting {what} of {ACTIVE}:")
+    print(f" {title} (longest gap from the cut, traffic moved to the standby):")
+    for name in rounds[0].failover:
+        print(summary(name, [r.failover[name] for r in rounds], goal))
+    print(" fail-back (longest gap from restoring the links, traffic back on sg1):")
+    for name in rounds[0].failback:
+        print(summary(name, [r.failback[name] for r in rounds], FAILOVER_GOAL_S))
+    broken = [r.tcp_error for r in rounds if r.tcp_error]
+    print(f" TCP connection survived: {len(rounds) - len(broken)} of {len(rounds)} rounds"
+          + (f" ({broken[0]})" if broken else ""))
+    print(" new connection during failover answered: "
+          f"{sum(bool(r.new_connection) for r in rounds)} of {len(rounds)}")
+    return broken
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.softgate_pair", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5, help="failovers and fail-backs")
+    parser.add_argument("--partial", type=int, default=3,
+                        help="rounds cutting only sg1's fabric uplink (its WAN stays up)")
     args = parser.parse_args(argv)
     reason = missing_prerequisites()
     if reason:
@@ -182,18 +265,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         wait_until("sg1 to serve the VM", lambda: served_by(cloud, ACTIVE, vm["public"]),
                    timeout=30)
         rounds = [failover_round(cloud, vm) for _ in range(args.rounds)]
-    print(f"SoftGate pair, {len(rounds)} rounds of cutting every link of {ACTIVE}:")
-    print(" failover (longest gap from the cut, traffic moved to the standby):")
-    for name in rounds[0].failover:
-        print(summary(name, [r.failover[name] for r in rounds], FAILOVER_GOAL_S))
-    print(" fail-back (longest gap from restoring the links, traffic back on sg1):")
-    for name in rounds[0].failback:
-        print(summary(name, [r.failback[name] for r in rounds], FAILOVER_GOAL_S))
-    broken = [r.tcp_error for r in rounds if r.tcp_error]
-    print(f" TCP connection survived: {len(rounds) - len(broken)} of {len(rounds)} rounds"
-          + (f" ({broken[0]})" if broken else ""))
-    print(" new connection during failover answered: "
-          f"{sum(bool(r.new_connection) for r in rounds)} of {len(rounds)}")
+        partial = [partial_round(cloud, vm) for _ in range(args.partial)]
+    broken = _report("failover", "every link", rounds, FAILOVER_GOAL_S) if rounds else []
+    if partial:
+        broken += _report("partial failover", "only the fabric uplink", partial,
+                          PARTIAL_GOAL_S)
     return 1 if broken else 0
 
 

@@ -29,6 +29,16 @@ COALESCE_TIME_MS = 100
 # Two extra hops: longer than any path through the fabric to the active SoftGate, so
 # the choice never falls to router-id tie-breaks (docs/softgate-pair.md).
 STANDBY_PREPEND = 2
+# A SoftGate announces upstream (public pools, ROUTED CIDRs) only while it has a route
+# learned on a fabric port: FRR conditional advertisement. Otherwise an upstream session
+# that comes back before the fabric one, or a fabric uplink lost while the WAN stays up,
+# draws ingress the SoftGate cannot deliver. FRR 8.4 checks the condition on a timer,
+# not on change; 5 s is the least it accepts. A (re)established upstream session gets
+# the routes before the first check (FRR keeps the condition's last result across the
+# session), so until then they carry this many extra prepends: longer than the standby's
+# path, upstream keeps using the partner. (docs/softgate-pair.md, "Fail-back")
+FABRIC_CONDITION_TIMER_S = 5
+UNCONFIRMED_PREPEND = STANDBY_PREPEND + 1
 VRF_PREFIX = "vxr"  # + L3VNI: at most 3 + 8 digits, inside the 15-character limit
 
 
@@ -91,6 +101,16 @@ class FrrIntent:
     # The standby SoftGate of a pair sends its EVPN and upstream routes out with its
     # ASN prepended this many times, so everyone prefers the active one while it is up.
     as_path_prepend: int = 0
+    # Upstream announcements wait for the fabric (see FABRIC_CONDITION_TIMER_S).
+    fabric_condition_timer_s: int = FABRIC_CONDITION_TIMER_S
+    unconfirmed_prepend: int = UNCONFIRMED_PREPEND
+
+    @property
+    def upstream_needs_fabric(self) -> bool:
+        """Whether the upstream announcements wait for the fabric: on a SoftGate that has
+        both (on a VLAN-only site there is no fabric session to wait for)."""
+        return bool(self.gateway and self.fabric_interfaces and self.upstream_peers
+                    and self.announced_prefixes)
 
     @property
     def evpn(self) -> bool:

@@ -130,6 +130,19 @@ def softgate_standby(request: Request) -> str:
     return "sg2"
 
 
+def softgate_active(request: Request) -> str:
+    """The active SoftGate of a pair, on two fabric ports: its upstream announcements wait
+    for a route learned on either of them."""
+    _zone(request)
+    _network(request, "net1", "10.100.0.0/24")
+    _public_ip(request, "203.0.113.10", network_id="net1")
+    _device(request, "sg1", "softgate", "10.255.2.1", ("uplink1", "uplink2"),
+            upstream_peers=[{"address": "198.51.100.1", "remote_asn": 64496}])
+    _device(request, "sg2", "softgate", "10.255.2.2", ("uplink1", "uplink2"), standby=True,
+            upstream_peers=[{"address": "198.51.100.3", "remote_asn": 64496}])
+    return "sg1"
+
+
 def softgate_vlan_handoff(request: Request) -> str:
     """An 802.1Q transport: no fabric BGP, no EVPN; routing domains and upstream only."""
     _zone(request)
@@ -165,6 +178,6 @@ CASES: dict[str, Callable[[Request], str]] = {
     function.__name__: function
     for function in (hypervisor, spine, leaf, leaf_direct_connect, softgate_isolated,
                      softgate_vpcs, softgate_routed_upstream, softgate_standby,
-                     softgate_vlan_handoff,
+                     softgate_active, softgate_vlan_handoff,
                      softgate_kernel_vrf, nothing_assigned)
 }
