@@ -381,7 +381,10 @@ class _Run:
                 bridge = self._bridge(netns, links, l3vni.bridge, router_mac)
                 self._vxlan(netns, links, l3vni.vxlan, self.vxlan_of(l3vni.vni), l3vni.bridge,
                             suppress=False)
-                self._finish(netns, bridge, mac=router_mac, addresses=set())
+                sync: set[Interface] = set()
+                if domain.sync_address is not None:  # agent.conntrackd's, routed by FRR
+                    sync.add(domain.sync_address)
+                self._finish(netns, bridge, mac=router_mac, addresses=sync)
         except LinkError as exc:
             self._domain_failed(domain, exc)
             return

@@ -45,7 +45,7 @@ _NETWORK_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _MAC_RE: Final = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _TOP_FIELDS: Final = frozenset({"vtep_address", "gateway_mac", "blackholes", "domains"})
 _DOMAIN_FIELDS: Final = frozenset({"netns", "uplink", "l3vni", "routes", "routes6",
-                                   "segments"})
+                                   "segments", "sync_address"})
 _UPLINK_FIELDS: Final = frozenset({"root", "domain"})
 _L3VNI_FIELDS: Final = frozenset({"vni", "bridge", "vxlan"})
 _SEGMENT_FIELDS: Final = frozenset({"network", "bridge", "vxlan", "vni", "vlan", "gateway",
@@ -92,6 +92,9 @@ class Domain:
     routes: tuple[ipaddress.IPv4Network, ...] = ()
     routes6: tuple[ipaddress.IPv6Network, ...] = ()
     segments: tuple[Segment, ...] = ()
+    # This SoftGate's conntrack sync address in the domain (agent.conntrackd), a /32 on
+    # the L3VNI bridge; None without a peer SoftGate.
+    sync_address: IPv4Interface | None = None
 
 
 @dataclass(frozen=True)
@@ -231,10 +234,15 @@ def parse_domain(data: object, where: str) -> Domain:
     routes6 = _many(body, "routes6", where, _ipv6_network)
     segments = _many(body, "segments", where, _segment)
     _check_segments(segments, l3vni, where)
+    sync = _opt(body, "sync_address", where, _sync_address)
+    if sync is not None and l3vni is None:
+        raise LinksStateError(f"{where}.sync_address: the sync runs over the L3VNI, and "
+                              "this domain has none")
     return Domain(netns=netns, uplink=uplink, l3vni=l3vni,
                   routes=_unique_sorted(routes, f"{where}.routes"),
                   routes6=_unique_sorted(routes6, f"{where}.routes6"),
-                  segments=tuple(sorted(segments, key=lambda s: s.bridge)))
+                  segments=tuple(sorted(segments, key=lambda s: s.bridge)),
+                  sync_address=sync)
 
 
 def _uplink(data: object, where: str, number: str) -> Uplink:
@@ -394,6 +402,14 @@ def _ipv6_network(value: object, where: str) -> ipaddress.IPv6Network:
     if not isinstance(network, ipaddress.IPv6Network):
         raise LinksStateError(f"{where}: not an IPv6 CIDR: {show(value)}")
     return network
+
+
+def _sync_address(value: object, where: str) -> IPv4Interface:
+    """Link-local only: no tenant network can hold it, whatever the tenant's CIDRs."""
+    address = parse_ipv4(value, where)
+    if not address.is_link_local:
+        raise LinksStateError(f"{where}: {address} is not a link-local (169.254/16) address")
+    return IPv4Interface(f"{address}/32")
 
 
 def _gateway4(value: object, where: str) -> IPv4Interface:

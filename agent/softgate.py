@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.conntrackd import ConntrackdControl, parse_sync
 from agent.dhcp_apply import DhcpApplier
 from agent.dhcp_state import DhcpState, DhcpStateError
 from agent.frr import FrrError, FrrReload
@@ -37,6 +38,7 @@ from agent.links_apply import LinksApplier
 from agent.netfilter_apply import DomainApplier
 from agent.netfilter_state import RoutingDomain, StateError
 from agent.nft import NftRunner
+from agent.state_fields import FieldError
 from agent.status import ARTIFACT, ObjectStatus
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ NFT_PARALLEL = 8
 RECHECK_S = 240.0  # under the agent's resync period (daemon.RESYNC_S)
 LINKS = "links"
 DHCP = "dhcp"
+SYNC_KIND = "conntrack_sync"
 
 
 @dataclass(frozen=True)
@@ -132,10 +135,11 @@ def _as_link_error() -> Iterator[None]:
 
 class SoftGateArtifact:
     def __init__(self, links: LinksApplier, nft: NftRunner, dhcp: DhcpApplier,
-                 prober: Prober) -> None:
+                 prober: Prober, conntrackd: ConntrackdControl) -> None:
         self.links = links
         self.nft = nft
         self.dhcp = dhcp
+        self.conntrackd = conntrackd
         self.health = HealthChecker(prober)
         self.netfilter: dict[str, DomainApplier] = {}  # by namespace
         self.desired: dict[str, RoutingDomain] = {}  # what the service wants, by namespace
@@ -147,6 +151,7 @@ class SoftGateArtifact:
     def real(cls, state_dir: Path, frr: FrrReload | None) -> SoftGateArtifact:
         """`frr`: the FRR whose zebra takes the routing domains on; None where there is
         none (a benchmark's sandbox)."""
+        from agent.conntrackd import Conntrackd
         from agent.dnsmasq import Dnsmasq
         from agent.ipr import Ipr
         from agent.lb_probe import SocketProber
@@ -156,7 +161,8 @@ class SoftGateArtifact:
         dhcp = DhcpApplier(Dnsmasq(state_dir / "dnsmasq"),
                            MetadataServer(state_dir / "metadata"))
         routing = ZebraWatch(frr) if frr is not None else None
-        return cls(LinksApplier(Ipr(), routing=routing), Nft(), dhcp, SocketProber())
+        return cls(LinksApplier(Ipr(), routing=routing), Nft(), dhcp, SocketProber(),
+                   Conntrackd(state_dir / "conntrackd"))
 
     def start_health_loop(self, report: Callable[[list[ObjectStatus]], None]
                           ) -> threading.Event:
@@ -187,6 +193,7 @@ class SoftGateArtifact:
         with self.lock:
             reports += self._netfilter(data["netfilter"], links)
         reports += self._dhcp(data["dhcp"], links.ready)
+        reports += self._sync(data.get("sync"), links.ready)
         return merge(reports)
 
     def _links(self, section: Any) -> LinksOutcome:
@@ -279,6 +286,20 @@ class SoftGateArtifact:
                    for s in result.statuses]
         self.recent.record(DHCP, section, reports)
         return reports
+
+
+    def _sync(self, section: Any, ready: set[str]) -> list[ObjectStatus]:
+        """conntrackd in each ready domain that the section lists (none without a peer
+        SoftGate); an instance of a domain not listed, or not ready, stops."""
+        try:
+            specs = parse_sync(section)
+        except FieldError as exc:
+            return [ObjectStatus(ARTIFACT, SOFTGATE_JSON, "error", str(exc))]
+        answers = self.conntrackd.apply([spec for spec in specs if spec.netns in ready])
+        return [ObjectStatus(SYNC_KIND, spec.netns, "error" if error else "ok", error)
+                for spec in specs
+                for error in [answers.get(spec.netns, "conntrack sync waits for the "
+                                                      "namespace")]]
 
 
 def _netfilter_key(domain_id: str) -> str:

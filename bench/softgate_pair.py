@@ -19,6 +19,7 @@ Goal: failover <= 3 s with the TCP session alive (issue 7); fail-back without an
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -31,20 +32,27 @@ from provider_service.softgate_domains import GATEWAY_MAC  # every guest bridge'
 from simulator.cloud import Cloud, running_cloud
 from simulator.fabric import FabricError, missing_prerequisites, wait_until
 from simulator.topology import Topology
-from simulator.traffic import connect, ping_stream, server_in, tcp_stream
+from simulator.traffic import (
+    PingStream,
+    TcpStream,
+    connect,
+    ping_stream,
+    server_in,
+    tcp_stream,
+)
 
 FAILOVER_GOAL_S = 3.0
 PAIR = Topology(spines=1, leaves=0, hypervisors=2, softgates=2)
 ACTIVE, STANDBY = PAIR.softgate_names
 SETTLE_S = 0.5  # replies flowing this long: the outage is over
-ECHO_PORT, NEW_CONNECTION_PORT = 7001, 7002
+ECHO_PORT, NEW_CONNECTION_PORT, PUSH_PORT = 7001, 7002, 7003
 
 
 @dataclass(frozen=True)
 class Round:
     failover: dict[str, float]  # stream -> longest gap from the cut on, seconds
     failback: dict[str, float]  # stream -> longest gap from the restore on
-    tcp_error: str  # "" when the TCP connection survived both moves
+    tcp_error: str  # "" when both TCP connections survived both moves
     new_connection: str  # what a connection opened while on the standby was answered
 
 
@@ -121,6 +129,24 @@ def standing_by(cloud: Cloud, softgate: str, vm: dict[str, Any]) -> bool:
             and f"{wan.address.split('/')[0]}({softgate}) from" in up1)
 
 
+def domain_conntrack(cloud: Cloud, node: str) -> str:
+    """`conntrack -L` of every routing domain of the node (in its agent's namespaces)."""
+    fabric = cloud.fabric
+    zebra = str(fabric.pid(node, "zebra"))
+    return "".join(
+        subprocess.run(["nsenter", "-t", zebra, "-m", "ip", "netns", "exec", netns.name,
+                        "conntrack", "-L"], capture_output=True, text=True,
+                       check=False).stdout
+        for netns in sorted(fabric.private_netns_dir(node).iterdir()))
+
+
+def holds_connections(cloud: Cloud, node: str, ports: tuple[int, ...]) -> bool:
+    """Whether the node's domains track an established TCP connection to each port."""
+    table = domain_conntrack(cloud, node)
+    return all(any("ESTABLISHED" in line and f"dport={port} " in line
+                   for line in table.splitlines()) for port in ports)
+
+
 def failover_round(cloud: Cloud, vm: dict[str, Any]) -> Round:
     fabric, internet = cloud.fabric, cloud.topology.internet_host
     node = cloud.node(vm["id"])
@@ -128,11 +154,14 @@ def failover_round(cloud: Cloud, vm: dict[str, Any]) -> Round:
         egress = stack.enter_context(ping_stream(fabric, node, internet))
         ingress = stack.enter_context(ping_stream(fabric, "up1", vm["public"]))
         tcp = stack.enter_context(tcp_stream(fabric, node, "up1", internet, ECHO_PORT))
+        pushed = stack.enter_context(tcp_stream(fabric, node, "up1", internet, PUSH_PORT,
+                                                pushed=True))
         streams = {"egress ping": egress, "ingress ping": ingress}
+        connections = {"tcp echo": tcp, "tcp pushed": pushed}
 
         def flowing(since: float) -> bool:
             return all(s.replying_since(since, SETTLE_S) for s in streams.values()) \
-                and tcp.echoing_since(since, SETTLE_S)
+                and all(c.echoing_since(since, SETTLE_S) for c in connections.values())
 
         def waiting(what: str, since: float, timeout: float) -> None:
             try:
@@ -143,12 +172,16 @@ def failover_round(cloud: Cloud, vm: dict[str, Any]) -> Round:
         def stream_states(since: float) -> str:
             states = [f"{name} {'flowing' if s.replying_since(since, SETTLE_S) else 'not'}"
                       for name, s in streams.items()]
-            echo = "flowing" if tcp.echoing_since(since, SETTLE_S) else "not"
-            return ", ".join([*states, f"tcp echo {echo} ({tcp.broken() or 'open'})"])
+            states += [f"{name} {'flowing' if c.echoing_since(since, SETTLE_S) else 'not'} "
+                       f"({c.broken() or 'open'})" for name, c in connections.items()]
+            return ", ".join(states)
 
         waiting("the streams to flow through sg1", 0.0, timeout=15)
         wait_until(f"{STANDBY} to stand by for the VM", lambda: standing_by(cloud, STANDBY, vm),
                    timeout=30, interval=0.2)
+        wait_until(f"{STANDBY} to hold the state of both connections (conntrack sync)",
+                   lambda: holds_connections(cloud, STANDBY, (ECHO_PORT, PUSH_PORT)),
+                   timeout=10, interval=0.1)
         cut = time.time()
         set_links(cloud, ACTIVE, up=False)
         waiting("the streams to flow through sg2", cut, timeout=4 * FAILOVER_GOAL_S)
@@ -160,12 +193,13 @@ def failover_round(cloud: Cloud, vm: dict[str, Any]) -> Round:
                    lambda: served_by(cloud, ACTIVE, vm["public"]), timeout=30, interval=0.1)
         back = time.time()
         waiting("the streams to flow through sg1 again", back, timeout=4 * FAILOVER_GOAL_S)
+    flows: dict[str, PingStream | TcpStream] = {**streams, **connections}
     return Round(
-        failover={name: s.longest_gap(cut, restored) for name, s in streams.items()}
-        | {"tcp echo": tcp.longest_gap(cut, restored)},
-        failback={name: s.longest_gap(restored, s.ended) for name, s in streams.items()}
-        | {"tcp echo": tcp.longest_gap(restored, tcp.ended)},
-        tcp_error=tcp.broken(), new_connection=answer)
+        failover={name: s.longest_gap(cut, restored) for name, s in flows.items()},
+        failback={name: s.longest_gap(restored, s.ended) for name, s in flows.items()},
+        tcp_error="; ".join(f"{name}: {c.broken()}" for name, c in connections.items()
+                            if c.broken()),
+        new_connection=answer)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -168,10 +168,44 @@ except OSError as e:
 """
 
 
+# Server speaks: on one accepted connection, a numbered line every 20 ms until it breaks.
+PUSH_SERVER = r"""
+import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(4)
+print("ready", flush=True)
+c, _ = s.accept()
+n = 0
+while True:
+    n += 1
+    c.sendall(b"%08d\n" % n)
+    time.sleep(0.02)
+"""
+# The client that only listens: each line stamped as it comes, "ERR ..." if it breaks.
+# Its kernel acknowledges and nothing else: after a move, the server's retransmission
+# is the first packet of the connection the new path sees.
+LISTEN_CLIENT = r"""
+import socket, sys, time
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+c.settimeout(30)
+print("connected", flush=True)
+expected = 0
+try:
+    for line in c.makefile("rb"):
+        expected += 1
+        if line != b"%08d\n" % expected:
+            raise OSError("line out of order: %r" % line)
+        print("%.6f %d" % (time.time(), expected), flush=True)
+    raise OSError("closed by the peer")
+except OSError as e:
+    print("ERR", e, flush=True)
+"""
+
+
 @dataclass
 class TcpStream:
-    """One TCP connection that echoes a line every 20 ms: when each echo came, and
-    whether the connection broke."""
+    """One TCP connection with a line every 20 ms (echoed, or pushed by the server):
+    when each line came back, and whether the connection broke."""
 
     started: float = 0.0
     ended: float = 0.0
@@ -195,18 +229,21 @@ class TcpStream:
 
 
 @contextmanager
-def tcp_stream(fabric: Fabric, client: str, server: str, address: str, port: int
-               ) -> Iterator[TcpStream]:
+def tcp_stream(fabric: Fabric, client: str, server: str, address: str, port: int, *,
+               pushed: bool = False) -> Iterator[TcpStream]:
     """An echo server in `server` listening on `port`, and one connection to it from
-    `client` (to `address`) carrying a line every 20 ms while the block runs."""
+    `client` (to `address`) carrying a line every 20 ms while the block runs. `pushed`:
+    the server sends the lines and the client only listens."""
+    server_script, client_script = ((PUSH_SERVER, LISTEN_CLIENT) if pushed
+                                    else (ECHO_SERVER, STREAM_CLIENT))
     echo = subprocess.Popen(["ip", "netns", "exec", fabric.ns(server), "python3", "-c",
-                             ECHO_SERVER, str(port)], stdout=subprocess.PIPE, text=True)
+                             server_script, str(port)], stdout=subprocess.PIPE, text=True)
     stream = TcpStream(started=time.time())
     sender = None
     try:
         assert echo.stdout is not None and echo.stdout.readline() == "ready\n"
         sender = subprocess.Popen(["ip", "netns", "exec", fabric.ns(client), "python3",
-                                   "-c", STREAM_CLIENT, address, str(port)],
+                                   "-c", client_script, address, str(port)],
                                   stdout=subprocess.PIPE, text=True)
         reader = threading.Thread(target=lambda: stream.lines.extend(sender.stdout or ()),
                                   daemon=True)

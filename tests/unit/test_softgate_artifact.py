@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.conntrackd import FakeConntrackd
 from agent.dhcp_apply import DhcpApplier
 from agent.dnsmasq import FakeDnsmasq
 from agent.ipr_fake import FakeIpr
@@ -25,7 +26,8 @@ def artifact(ipr: FakeIpr | None = None, nft: FakeNft | None = None
              ) -> tuple[SoftGateArtifact, FakeIpr, FakeNft, FakeDnsmasq]:
     ipr, nft, dnsmasq = ipr or FakeIpr(), nft or FakeNft(), FakeDnsmasq()
     dhcp = DhcpApplier(dnsmasq, FakeMetadataServer())
-    return SoftGateArtifact(LinksApplier(ipr), nft, dhcp, FakeProber()), ipr, nft, dnsmasq
+    return (SoftGateArtifact(LinksApplier(ipr), nft, dhcp, FakeProber(), FakeConntrackd()),
+            ipr, nft, dnsmasq)
 
 
 @pytest.mark.parametrize("case", ["isolated", "vpcs", "routed", "vlan_handoff"])
