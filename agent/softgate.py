@@ -287,7 +287,6 @@ class SoftGateArtifact:
         self.recent.record(DHCP, section, reports)
         return reports
 
-
     def _sync(self, section: Any, ready: set[str]) -> list[ObjectStatus]:
         """conntrackd in each ready domain that the section lists (none without a peer
         SoftGate); an instance of a domain not listed, or not ready, stops."""

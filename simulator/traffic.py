@@ -131,23 +131,29 @@ def ping_stream(fabric: Fabric, node: str, address: str, interval: float = 0.02
         reader.join(timeout=10)
 
 
-# Echoes one TCP connection back, byte for byte, until the client closes it.
-ECHO_SERVER = r"""
-import socket, sys
+# The servers' start: listen, say so, take one connection (c).
+_ACCEPT_ONE = r"""
+import socket, sys, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(4)
 print("ready", flush=True)
 c, _ = s.accept()
-while data := c.recv(4096):
-    c.sendall(data)
 """
-# One TCP connection: a numbered line every 20 ms, each echo awaited (30 s at most) and
-# stamped; "ERR ..." and the end if the connection breaks.
-STREAM_CLIENT = r"""
+# The clients' start: one connection (c) to address port, reads waiting 30 s at most.
+_CONNECT = r"""
 import socket, sys, time
 c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
 c.settimeout(30)
 print("connected", flush=True)
+"""
+# Echoes one TCP connection back, byte for byte, until the client closes it.
+ECHO_SERVER = _ACCEPT_ONE + r"""
+while data := c.recv(4096):
+    c.sendall(data)
+"""
+# One TCP connection: a numbered line every 20 ms, each echo awaited and stamped;
+# "ERR ..." and the end if the connection breaks.
+STREAM_CLIENT = _CONNECT + r"""
 n = 0
 try:
     while True:
@@ -166,15 +172,8 @@ try:
 except OSError as e:
     print("ERR", e, flush=True)
 """
-
-
 # Server speaks: on one accepted connection, a numbered line every 20 ms until it breaks.
-PUSH_SERVER = r"""
-import socket, sys, time
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(4)
-print("ready", flush=True)
-c, _ = s.accept()
+PUSH_SERVER = _ACCEPT_ONE + r"""
 n = 0
 while True:
     n += 1
@@ -184,11 +183,7 @@ while True:
 # The client that only listens: each line stamped as it comes, "ERR ..." if it breaks.
 # Its kernel acknowledges and nothing else: after a move, the server's retransmission
 # is the first packet of the connection the new path sees.
-LISTEN_CLIENT = r"""
-import socket, sys, time
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
-c.settimeout(30)
-print("connected", flush=True)
+LISTEN_CLIENT = _CONNECT + r"""
 expected = 0
 try:
     for line in c.makefile("rb"):
