@@ -3,9 +3,10 @@ SoftGate of a pair, one instance per routing domain.
 
 Each routing domain's namespace has its own conntrack table, so each gets its own
 conntrackd, in that namespace. The two SoftGates of a pair talk FTFW (acknowledged,
-resent on loss) over UDP between their domain's sync addresses (softgate.json `sync`):
-one /32 per SoftGate on the domain's L3VNI bridge, announced into the VRF, so the sync
-runs over the fabric like any routed traffic of the domain and needs no link of its own.
+resent on loss) over UDP between their domain's sync addresses (a links domain's `sync`,
+agent.links_state.Sync): one /32 per SoftGate on the domain's L3VNI bridge, announced
+into the VRF, so the sync runs over the fabric like any routed traffic of the domain and
+needs no link of its own.
 
 `DisableExternalCache`: the peer's entries go straight into the kernel table, not into
 a cache a failover script would have to commit. Routing moves traffic between the pair
@@ -13,9 +14,10 @@ without any script (docs/softgate-pair.md), so the standby must already hold the
 when the first packet arrives. `StartupResync`: an instance that (re)starts asks its
 peer for the whole table.
 
-`render_config` is pure. `Conntrackd.apply` writes each domain's config, starts the
-instance if it is not running, restarts it if its config changed (conntrackd has no
-reload), and stops instances of domains no longer wanted. An instance is ours when its
+`sync_specs` and `render_config` are pure. `Conntrackd.apply` writes each domain's
+config, starts the instance if it is not running, restarts it if its config changed
+(conntrackd has no reload) or its namespace was made anew (the old instance lives on in
+the old one), and stops instances of domains no longer wanted. An instance is ours when its
 pid file names it and /proc/PID/cmdline carries its config's path (agent.procs).
 """
 
@@ -23,13 +25,13 @@ from __future__ import annotations
 
 import ipaddress
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Protocol
 
 from agent import procs
-from agent.links_state import NETNS_RE, parse_ipv4
-from agent.state_fields import FieldError, items, obj, show, string
+from agent.links_state import LinksState
 
 CONFIG: Final = "conntrackd.conf"
 PID: Final = "conntrackd.pid"
@@ -37,49 +39,26 @@ LOCK: Final = "conntrackd.lock"
 SOCKET: Final = "conntrackd.ctl"
 LOG: Final = "conntrackd.log"
 START_TIMEOUT_S: Final = 5.0
-# Every sync address lies in SYNC_NET (the service's softgate_sync.py allots them), and
-# every domain's firewall takes the sync only from there (agent.netfilter_compile).
-SYNC_NET: Final = ipaddress.IPv4Network("169.254.252.0/24")
-SYNC_PORT: Final = 3780
+SYNC_PORT: Final = 3780  # every domain's firewall takes it only from links_state.SYNC_NET
 
 
 @dataclass(frozen=True)
 class SyncSpec:
-    """One domain's sync: conntrackd in `netns`, from `address` to `peer`."""
+    """One domain's sync: conntrackd in `netns`, from `address` (on `interface`, the
+    domain's L3VNI bridge) to `peer`."""
 
     netns: str
     address: ipaddress.IPv4Address
     peer: ipaddress.IPv4Address
-
-    @property
-    def interface(self) -> str:
-        """The domain's L3VNI bridge, which holds the sync address (vxr<N> -> vxb<N>)."""
-        return f"vxb{self.netns[3:]}"
+    interface: str
 
 
-_SYNC_FIELDS: Final = frozenset({"address", "peer", "domains"})
-
-
-def parse_sync(data: object) -> list[SyncSpec]:
-    """softgate.json's `sync` section: null (no peer SoftGate), or the device's sync
-    address, its peer's (both in SYNC_NET), and the namespaces of the domains to sync."""
-    if data is None:
-        return []
-    body = obj(data, "sync", _SYNC_FIELDS)
-    for key in sorted(_SYNC_FIELDS - set(body)):
-        raise FieldError(f"sync: missing {key!r}")
-    address, peer = (parse_ipv4(body[key], f"sync.{key}") for key in ("address", "peer"))
-    for key, value in (("address", address), ("peer", peer)):
-        if value not in SYNC_NET:
-            raise FieldError(f"sync.{key}: {value} is outside {SYNC_NET}")
-    if address == peer:
-        raise FieldError(f"sync: the peer's address is our own ({address})")
-    spaces = [string(item, f"sync.domains[{i}]")
-              for i, item in enumerate(items(body["domains"], "sync.domains"))]
-    for i, netns in enumerate(spaces):
-        if not NETNS_RE.fullmatch(netns):
-            raise FieldError(f"sync.domains[{i}]: expected vxr<number>, got {show(netns)}")
-    return [SyncSpec(netns, address, peer) for netns in sorted(set(spaces))]
+def sync_specs(state: LinksState) -> tuple[SyncSpec, ...]:
+    """The sync of every domain of the links state that has one."""
+    return tuple(SyncSpec(domain.netns, domain.sync.address, domain.sync.peer,
+                          domain.l3vni.bridge)
+                 for domain in state.domains
+                 if domain.sync is not None and domain.l3vni is not None)
 
 
 def render_config(spec: SyncSpec, run_dir: Path) -> str:
@@ -132,7 +111,8 @@ General {{
 
 
 class ConntrackdControl(Protocol):
-    def apply(self, specs: list[SyncSpec]) -> dict[str, str]: ...
+    def apply(self, specs: Iterable[SyncSpec], fresh: Iterable[str] = ()
+              ) -> dict[str, str]: ...
 
     def running(self) -> dict[str, int]: ...
 
@@ -152,20 +132,23 @@ class Conntrackd:
         return {path.name: pid for path in sorted(self.state_dir.iterdir())
                 if (pid := self._owned(path)) is not None}
 
-    def apply(self, specs: list[SyncSpec]) -> dict[str, str]:
-        """{netns: error or ""} for every spec; instances of other domains stopped."""
+    def apply(self, specs: Iterable[SyncSpec], fresh: Iterable[str] = ()) -> dict[str, str]:
+        """{netns: error or ""} for every spec; instances of other domains stopped, and
+        those of `fresh` namespaces (made anew) restarted."""
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        wanted = {spec.netns for spec in specs}
-        for netns in set(self.running()) - wanted:
+        wanted = {spec.netns: spec for spec in specs}
+        for netns in set(self.running()) - set(wanted):
             self._stop(self.state_dir / netns)
-        return {spec.netns: self._apply_one(spec) for spec in specs}
+        renewed = set(fresh)
+        return {netns: self._apply_one(spec, netns in renewed)
+                for netns, spec in wanted.items()}
 
-    def _apply_one(self, spec: SyncSpec) -> str:
+    def _apply_one(self, spec: SyncSpec, fresh: bool) -> str:
         run_dir = self.state_dir / spec.netns
         run_dir.mkdir(exist_ok=True, mode=0o700)
         changed = procs.atomic_write(run_dir / CONFIG, render_config(spec, run_dir), 0o600)
         if self._owned(run_dir) is not None:
-            if not changed:
+            if not changed and not fresh:
                 return ""
             self._stop(run_dir)  # no reload in conntrackd: a new config is a restart
         return self._start(spec.netns, run_dir)
@@ -224,9 +207,10 @@ class FakeConntrackd:
     def running(self) -> dict[str, int]:
         return {netns: 5000 + index for index, netns in enumerate(sorted(self.configs))}
 
-    def apply(self, specs: list[SyncSpec]) -> dict[str, str]:
+    def apply(self, specs: Iterable[SyncSpec], fresh: Iterable[str] = ()) -> dict[str, str]:
         wanted = {spec.netns: render_config(spec, Path("/run/fake") / spec.netns)
                   for spec in specs}
+        renewed = set(fresh)
         for netns in sorted(set(self.configs) - set(wanted)):
             del self.configs[netns]
             self.actions.append(f"stop {netns}")
@@ -236,7 +220,7 @@ class FakeConntrackd:
                 self.configs.pop(netns, None)
                 answers[netns] = self.errors[netns]
                 continue
-            if self.configs.get(netns) != text:
+            if self.configs.get(netns) != text or netns in renewed:
                 verb = "restart" if netns in self.configs else "start"
                 self.actions.append(f"{verb} {netns}")
                 self.configs[netns] = text

@@ -22,7 +22,8 @@ from typing import Final
 
 from agent import netfilter_boxes as boxes
 from agent import netfilter_lb, uplink
-from agent.conntrackd import SYNC_NET, SYNC_PORT
+from agent.conntrackd import SYNC_PORT
+from agent.links_state import SYNC_NET
 from agent.netfilter_state import (
     ANY_NET,
     AclItem,

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.conntrackd import ConntrackdControl, parse_sync
+from agent.conntrackd import ConntrackdControl, SyncSpec, sync_specs
 from agent.dhcp_apply import DhcpApplier
 from agent.dhcp_state import DhcpState, DhcpStateError
 from agent.frr import FrrError, FrrReload
@@ -38,7 +38,6 @@ from agent.links_apply import LinksApplier
 from agent.netfilter_apply import DomainApplier
 from agent.netfilter_state import RoutingDomain, StateError
 from agent.nft import NftRunner
-from agent.state_fields import FieldError
 from agent.status import ARTIFACT, ObjectStatus
 
 log = logging.getLogger(__name__)
@@ -49,6 +48,7 @@ NFT_PARALLEL = 8
 RECHECK_S = 240.0  # under the agent's resync period (daemon.RESYNC_S)
 LINKS = "links"
 DHCP = "dhcp"
+SYNC = "sync"
 SYNC_KIND = "conntrack_sync"
 
 
@@ -57,12 +57,14 @@ class LinksOutcome:
     ready: set[str]  # namespaces in place
     reports: list[ObjectStatus]
     created: set[str]  # namespaces just made: nothing of ours in them yet
+    sync: tuple[SyncSpec, ...]  # the domains' conntrack sync, from the links section
 
 
 def apply_links(links: LinksApplier, data: object) -> LinksOutcome:
     result = links.apply_json(data)
+    sync = sync_specs(result.desired) if result.desired is not None else ()
     return LinksOutcome(ready_namespaces(result.statuses), list(result.statuses),
-                        set(result.created))
+                        set(result.created), sync)
 
 
 def ready_namespaces(reports: Iterable[ObjectStatus]) -> set[str]:
@@ -146,6 +148,7 @@ class SoftGateArtifact:
         self.dhcp_state: DhcpState | None = None  # None: not known (agent start)
         self.lock = threading.Lock()  # netfilter appliers: the config and health loops
         self.recent = RecentlyApplied()
+        self.sync: tuple[SyncSpec, ...] = ()  # of the links section last applied
 
     @classmethod
     def real(cls, state_dir: Path, frr: FrrReload | None) -> SoftGateArtifact:
@@ -193,7 +196,7 @@ class SoftGateArtifact:
         with self.lock:
             reports += self._netfilter(data["netfilter"], links)
         reports += self._dhcp(data["dhcp"], links.ready)
-        reports += self._sync(data.get("sync"), links.ready)
+        reports += self._sync(links)
         return merge(reports)
 
     def _links(self, section: Any) -> LinksOutcome:
@@ -202,10 +205,11 @@ class SoftGateArtifact:
         dnsmasq) is then applied again too, however recent."""
         recent = self.recent.reports(LINKS, section)
         if recent is not None:
-            return LinksOutcome(ready_namespaces(recent), recent, set())
+            return LinksOutcome(ready_namespaces(recent), recent, set(), self.sync)
         self.recent.clear()
         outcome = apply_links(self.links, section)
         self.recent.record(LINKS, section, outcome.reports)
+        self.sync = outcome.sync  # the same section next time: the same sync
         return outcome
 
     def _netfilter(self, section: Any, links: LinksOutcome) -> list[ObjectStatus]:
@@ -245,7 +249,7 @@ class SoftGateArtifact:
             del self.netfilter[gone]
         for gone in set(self.desired) - wanted:
             del self.desired[gone]
-        self.recent.keep_only({LINKS, DHCP} | {_netfilter_key(id) for id in wanted})
+        self.recent.keep_only({LINKS, DHCP, SYNC} | {_netfilter_key(id) for id in wanted})
         return reports
 
     def _recent_domain(self, item: Any, ready: set[str]) -> list[ObjectStatus] | None:
@@ -287,18 +291,22 @@ class SoftGateArtifact:
         self.recent.record(DHCP, section, reports)
         return reports
 
-    def _sync(self, section: Any, ready: set[str]) -> list[ObjectStatus]:
-        """conntrackd in each ready domain that the section lists (none without a peer
-        SoftGate); an instance of a domain not listed, or not ready, stops."""
-        try:
-            specs = parse_sync(section)
-        except FieldError as exc:
-            return [ObjectStatus(ARTIFACT, SOFTGATE_JSON, "error", str(exc))]
-        answers = self.conntrackd.apply([spec for spec in specs if spec.netns in ready])
-        return [ObjectStatus(SYNC_KIND, spec.netns, "error" if error else "ok", error)
-                for spec in specs
-                for error in [answers.get(spec.netns, "conntrack sync waits for the "
-                                                      "namespace")]]
+    def _sync(self, links: LinksOutcome) -> list[ObjectStatus]:
+        """conntrackd in each ready domain with a sync (none without a peer SoftGate),
+        restarted in a namespace just made; an instance of a domain without one, or not
+        ready, stops."""
+        due = tuple(spec for spec in links.sync if spec.netns in links.ready)
+        waiting = [ObjectStatus(SYNC_KIND, spec.netns, "error",
+                                "conntrack sync waits for the namespace")
+                   for spec in links.sync if spec.netns not in links.ready]
+        recent = self.recent.reports(SYNC, due)
+        if recent is not None and not links.created:
+            return recent + waiting
+        answers = self.conntrackd.apply(due, fresh=links.created)
+        reports = [ObjectStatus(SYNC_KIND, netns, "error" if error else "ok", error)
+                   for netns, error in sorted(answers.items())]
+        self.recent.record(SYNC, due, reports)
+        return reports + waiting
 
 
 def _netfilter_key(domain_id: str) -> str:

@@ -30,6 +30,7 @@ from typing import Any
 from bench.cloud import summary
 from provider_service.softgate_domains import GATEWAY_MAC  # every guest bridge's
 from simulator.cloud import Cloud, running_cloud
+from simulator.evpn_fabric import evpn_paths
 from simulator.fabric import FabricError, missing_prerequisites, wait_until
 from simulator.topology import Topology
 from simulator.traffic import (
@@ -90,16 +91,6 @@ def served_by(cloud: Cloud, softgate: str, public: str) -> bool:
         for line in fdb.splitlines())
 
 
-def _macip_routes(cloud: Cloud, node: str) -> set[tuple[str, str, str]]:
-    """The node's EVPN MAC/IP routes: (MAC, IP, next hop) for every path."""
-    table = cloud.fabric.vtysh_json(node, "show bgp l2vpn evpn route type macip json")
-    return {(path.get("mac", ""), path.get("ip", ""), hop["ip"])
-            for routes in table.values() if isinstance(routes, dict)
-            for prefix in routes.values() if isinstance(prefix, dict)
-            for paths in prefix.get("paths", ()) for path in paths
-            for hop in path.get("nexthops", ())}
-
-
 def applied_all(cloud: Cloud, device: str) -> bool:
     """Whether the device's agent reports every artifact of its config applied (it
     reports the device's generation, which an unchanged artifact's lags), all ok."""
@@ -123,9 +114,11 @@ def standing_by(cloud: Cloud, softgate: str, vm: dict[str, Any]) -> bool:
     wan = next(link for link in topology.wan_links() if link.node == softgate)
     up1 = cloud.fabric.vtysh("up1", f"show ip bgp {vm['public']}")
     return (applied_all(cloud, softgate)
-            and any(mac == nic["macaddress"] for mac, _, _ in _macip_routes(cloud, softgate))
-            and any(mac == GATEWAY_MAC and ip == nic["gateway"] and hop == vtep
-                    for mac, ip, hop in _macip_routes(cloud, "hv1"))
+            and any(f"[{nic['macaddress']}]" in prefix
+                    for prefix, _ in evpn_paths(cloud.fabric, softgate, "macip"))
+            and any(prefix.endswith(f"[{GATEWAY_MAC}]:[32]:[{nic['gateway']}]")
+                    and hop == vtep
+                    for prefix, hop in evpn_paths(cloud.fabric, "hv1", "macip"))
             and f"{wan.address.split('/')[0]}({softgate}) from" in up1)
 
 

@@ -3,9 +3,10 @@
 `compile_softgate_state` reads the desired state of the SoftGate's zone (a SoftGate
 serves every network and VPC of its zone, as in frr_intent) and returns the document of
 docs/softgate-state.md: `links` (namespaces, veths, bridges, VXLAN devices, routes),
-`netfilter` (softgate_netfilter.py), `dhcp` (softgate_dhcp.py) and `sync` (the peer
-SoftGate to share connection tracking with, softgate_sync.py). Everything is sorted,
-so the same state always renders the same text, and so the same generation.
+`netfilter` (softgate_netfilter.py) and `dhcp` (softgate_dhcp.py); a links domain's
+`sync` names the peer SoftGate to share connection tracking with (softgate_sync.py).
+Everything is sorted, so the same state always renders the same text, and so the same
+generation.
 
 A routing domain is a VPC or an isolated network (softgate_domains.py); its namespace is
 its FRR VRF name, and whether it has an L3VNI device is decided by frr_intent's own rule
@@ -69,10 +70,6 @@ def compile_softgate_state(session: Session, device: Device) -> dict[str, Any]:
         },
         "netfilter": {"domains": [compile_domain(domain, rules) for domain in domains]},
         "dhcp": compile_dhcp(session, zone_id, domains),
-        # Conntrack sync with the zone's other SoftGate, over each EVPN domain's L3VNI.
-        "sync": None if pair is None else {
-            "address": pair.address, "peer": pair.peer,
-            "domains": [domain.netns for domain in domains if evpn[domain.l3vni]]},
     }
 
 
@@ -100,7 +97,9 @@ def _link_domain(domain: Domain, evpn: bool, rules: ZoneRules, pair: SyncPair | 
         "routes6": _prefixes(routes6),
         "segments": sorted((_segment(network) for network in domain.networks),
                            key=lambda segment: str(segment["bridge"])),
-        "sync_address": pair.address if pair is not None and evpn else None,
+        # Conntrack sync with the zone's other SoftGate, over the domain's L3VNI.
+        "sync": {"address": pair.address, "peer": pair.peer}
+        if pair is not None and evpn else None,
     }
 
 

@@ -22,7 +22,8 @@ from sqlalchemy.orm import Session
 
 from provider_service.models import Device
 
-# The same range as agent/conntrackd.py SYNC_NET, whose firewall rule admits only it.
+# The same range as the agent's (agent/links_state.py SYNC_NET): it refuses any other,
+# and every domain's firewall takes the sync only from there.
 SYNC_NET: Final = ipaddress.IPv4Network("169.254.252.0/24")
 
 

@@ -41,7 +41,8 @@ def pair(tmp_path: Path) -> Iterator[tuple[Lab, list[SyncSpec], list[Conntrackd]
     daemons = [Conntrackd(tmp_path / "a"), Conntrackd(tmp_path / "b")]
     try:
         spaces = [lab.add_ns("ca"), lab.add_ns("cb")]
-        specs = [SyncSpec(spaces[0], *ADDRESSES), SyncSpec(spaces[1], *reversed(ADDRESSES))]
+        specs = [SyncSpec(spaces[0], *ADDRESSES, "vxb1"),
+                 SyncSpec(spaces[1], *reversed(ADDRESSES), "vxb2")]
         lab.veth(spaces[0], "pa", spaces[1], "pb")
         for spec, port in zip(specs, ("pa", "pb"), strict=True):
             bridge = spec.interface
@@ -71,16 +72,20 @@ def test_a_connection_tracked_on_one_side_is_tracked_on_the_other(
              timeout=10, what="the entry in the peer's table")
 
 
-def test_an_instance_restarts_only_for_a_new_config_and_stops_when_unwanted(
+def test_an_instance_restarts_only_for_a_new_config_or_namespace_and_stops_when_unwanted(
         pair: tuple[Lab, list[SyncSpec], list[Conntrackd]]) -> None:
     _, specs, daemons = pair
     daemon, spec = daemons[0], specs[0]
     assert daemon.apply([spec]) == {spec.netns: ""}
     pid = daemon.running()[spec.netns]
     assert daemon.apply([spec]) == {spec.netns: ""} and daemon.running()[spec.netns] == pid
-    moved = SyncSpec(spec.netns, spec.address, ipaddress.IPv4Address("169.254.252.3"))
+    moved = SyncSpec(spec.netns, spec.address, ipaddress.IPv4Address("169.254.252.3"),
+                     spec.interface)
     assert daemon.apply([moved]) == {spec.netns: ""}
-    assert daemon.running()[spec.netns] not in (pid, None)
+    restarted = daemon.running()[spec.netns]
+    assert restarted not in (pid, None)
+    assert daemon.apply([moved], fresh={spec.netns}) == {spec.netns: ""}
+    assert daemon.running()[spec.netns] not in (restarted, None)
     assert daemon.apply([]) == {} and daemon.running() == {}
 
 
@@ -89,7 +94,7 @@ def test_an_instance_that_cannot_start_is_one_line(
     _, specs, daemons = pair
     # An address the namespace does not hold: conntrackd cannot bind its channel.
     elsewhere = SyncSpec(specs[0].netns, ipaddress.IPv4Address("169.254.252.9"),
-                         specs[0].peer)
+                         specs[0].peer, specs[0].interface)
     error = daemons[0].apply([elsewhere])[elsewhere.netns]
     assert error.startswith(f"conntrackd in {elsewhere.netns} did not start: ")
     assert "\n" not in error and daemons[0].running() == {}
