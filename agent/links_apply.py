@@ -97,6 +97,7 @@ class ApplyResult:
     changes: list[str] = field(default_factory=list)  # what was done, in order
     # Namespaces made by this apply: empty of everything else (nftables tables, ...).
     created: set[str] = field(default_factory=set)
+    desired: LinksState | None = None  # what was applied (apply_json: as parsed)
 
     @property
     def ok(self) -> bool:
@@ -143,6 +144,7 @@ class LinksApplier:
         desired, problems = parse_links(data)
         result = self.apply(desired)
         result.statuses[:0] = problems
+        result.desired = desired
         return result
 
     def apply(self, desired: LinksState) -> ApplyResult:
@@ -381,7 +383,10 @@ class _Run:
                 bridge = self._bridge(netns, links, l3vni.bridge, router_mac)
                 self._vxlan(netns, links, l3vni.vxlan, self.vxlan_of(l3vni.vni), l3vni.bridge,
                             suppress=False)
-                self._finish(netns, bridge, mac=router_mac, addresses=set())
+                sync: set[Interface] = set()
+                if domain.sync is not None:  # agent.conntrackd's, routed by FRR
+                    sync.add(domain.sync.interface_address)
+                self._finish(netns, bridge, mac=router_mac, addresses=sync)
         except LinkError as exc:
             self._domain_failed(domain, exc)
             return

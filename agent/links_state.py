@@ -45,7 +45,12 @@ _NETWORK_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _MAC_RE: Final = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 _TOP_FIELDS: Final = frozenset({"vtep_address", "gateway_mac", "blackholes", "domains"})
 _DOMAIN_FIELDS: Final = frozenset({"netns", "uplink", "l3vni", "routes", "routes6",
-                                   "segments"})
+                                   "segments", "sync"})
+_SYNC_FIELDS: Final = frozenset({"address", "peer"})
+# Every conntrack sync address lies here (the service's softgate_sync.py allots them):
+# link-local, so no tenant network holds one; every domain's firewall takes the sync
+# only from here (agent.netfilter_compile).
+SYNC_NET: Final = ipaddress.IPv4Network("169.254.252.0/24")
 _UPLINK_FIELDS: Final = frozenset({"root", "domain"})
 _L3VNI_FIELDS: Final = frozenset({"vni", "bridge", "vxlan"})
 _SEGMENT_FIELDS: Final = frozenset({"network", "bridge", "vxlan", "vni", "vlan", "gateway",
@@ -85,6 +90,19 @@ class Segment:
 
 
 @dataclass(frozen=True)
+class Sync:
+    """A domain's conntrack sync: this SoftGate's address (a /32 on the L3VNI bridge,
+    announced by FRR into the VRF) and the peer SoftGate's."""
+
+    address: ipaddress.IPv4Address
+    peer: ipaddress.IPv4Address
+
+    @property
+    def interface_address(self) -> IPv4Interface:
+        return IPv4Interface(f"{self.address}/32")
+
+
+@dataclass(frozen=True)
 class Domain:
     netns: str
     uplink: Uplink
@@ -92,6 +110,8 @@ class Domain:
     routes: tuple[ipaddress.IPv4Network, ...] = ()
     routes6: tuple[ipaddress.IPv6Network, ...] = ()
     segments: tuple[Segment, ...] = ()
+    # Conntrack sync with the peer SoftGate (agent.conntrackd); None without a peer.
+    sync: Sync | None = None
 
 
 @dataclass(frozen=True)
@@ -231,10 +251,15 @@ def parse_domain(data: object, where: str) -> Domain:
     routes6 = _many(body, "routes6", where, _ipv6_network)
     segments = _many(body, "segments", where, _segment)
     _check_segments(segments, l3vni, where)
+    sync = _opt(body, "sync", where, _sync)
+    if sync is not None and l3vni is None:
+        raise LinksStateError(f"{where}.sync: the sync runs over the L3VNI, and this "
+                              "domain has none")
     return Domain(netns=netns, uplink=uplink, l3vni=l3vni,
                   routes=_unique_sorted(routes, f"{where}.routes"),
                   routes6=_unique_sorted(routes6, f"{where}.routes6"),
-                  segments=tuple(sorted(segments, key=lambda s: s.bridge)))
+                  segments=tuple(sorted(segments, key=lambda s: s.bridge)),
+                  sync=sync)
 
 
 def _uplink(data: object, where: str, number: str) -> Uplink:
@@ -394,6 +419,22 @@ def _ipv6_network(value: object, where: str) -> ipaddress.IPv6Network:
     if not isinstance(network, ipaddress.IPv6Network):
         raise LinksStateError(f"{where}: not an IPv6 CIDR: {show(value)}")
     return network
+
+
+def _sync(value: object, where: str) -> Sync:
+    body = obj(value, where, _SYNC_FIELDS)
+    address = _req(body, "address", where, _sync_ip)
+    peer = _req(body, "peer", where, _sync_ip)
+    if address == peer:
+        raise LinksStateError(f"{where}: the peer's address is our own ({address})")
+    return Sync(address, peer)
+
+
+def _sync_ip(value: object, where: str) -> ipaddress.IPv4Address:
+    address = parse_ipv4(value, where)
+    if address not in SYNC_NET:
+        raise LinksStateError(f"{where}: {address} is outside {SYNC_NET}")
+    return address
 
 
 def _gateway4(value: object, where: str) -> IPv4Interface:

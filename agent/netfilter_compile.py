@@ -22,6 +22,8 @@ from typing import Final
 
 from agent import netfilter_boxes as boxes
 from agent import netfilter_lb, uplink
+from agent.conntrackd import SYNC_PORT
+from agent.links_state import SYNC_NET
 from agent.netfilter_state import (
     ANY_NET,
     AclItem,
@@ -85,6 +87,10 @@ FW_SKELETON: Final = """\
 
 	chain input_filter {
 		type filter hook input priority filter; policy accept;
+		# Conntrack sync (agent.conntrackd) only from a sync address, and only on the way
+		# the route back to it takes (the L3VNI): a guest cannot forge connection state.
+		udp dport @SYNC_PORT@ ip saddr != @SYNC_NET@ drop
+		udp dport @SYNC_PORT@ fib saddr . iif oif missing drop
 		iifname != @public_ifs accept
 		ct state established,related accept
 		meta l4proto icmp accept
@@ -143,7 +149,7 @@ ip saddr vmap @egress_listed
 		ip daddr vmap @acl_in
 		accept
 	}
-"""
+""".replace("@SYNC_PORT@", str(SYNC_PORT)).replace("@SYNC_NET@", str(SYNC_NET))
 
 NAT_SKELETON: Final = """\
 	set public_ifs { type ifname; }

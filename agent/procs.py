@@ -50,26 +50,30 @@ def is_ours(pid: int, marker: str) -> bool:
     return state != "Z" and any(marker.encode() in arg for arg in args)
 
 
-def owned_pid(pid_file: Path) -> int | None:
-    """The pid in `pid_file` if that process is ours and running, else None."""
+def owned_pid(pid_file: Path, marker: str | None = None) -> int | None:
+    """The pid in `pid_file` if that process is ours and running, else None. Ours: its
+    argv carries `marker`, by default the pid file's path (a program that takes no pid
+    file option is marked by its config file's path instead)."""
     pid = read_pid(pid_file)
-    return pid if pid is not None and is_ours(pid, str(pid_file)) else None
+    return pid if pid is not None and is_ours(pid, marker or str(pid_file)) else None
 
 
-def stop_owned(pid_files: Iterable[Path], timeout: float = 3.0) -> int:
-    """SIGTERM the processes of `pid_files` (those that are ours) all at once, wait for
-    them, SIGKILL any that linger. The pid files are removed. How many were stopped."""
+def stop_owned(pid_files: Iterable[Path], timeout: float = 3.0,
+               marker: Callable[[Path], str] = str) -> int:
+    """SIGTERM the processes of `pid_files` (those that are ours, see `owned_pid`) all at
+    once, wait for them, SIGKILL any that linger. The pid files are removed. How many
+    were stopped. `marker(pid file)`: what marks its process as ours."""
     paths = list(pid_files)
-    owned = {path: pid for path in paths if (pid := owned_pid(path)) is not None}
+    owned = {path: pid for path in paths if (pid := owned_pid(path, marker(path))) is not None}
     for pid in owned.values():
         _signal(pid, signal.SIGTERM)
 
     def all_gone() -> bool:
-        return not any(is_ours(pid, str(path)) for path, pid in owned.items())
+        return not any(is_ours(pid, marker(path)) for path, pid in owned.items())
 
     if not wait_for(all_gone, timeout):
         for path, pid in owned.items():
-            if is_ours(pid, str(path)):
+            if is_ours(pid, marker(path)):
                 _signal(pid, signal.SIGKILL)
         wait_for(all_gone, timeout)
     for path in paths:

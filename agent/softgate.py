@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agent.conntrackd import ConntrackdControl, SyncSpec, sync_specs
 from agent.dhcp_apply import DhcpApplier
 from agent.dhcp_state import DhcpState, DhcpStateError
 from agent.frr import FrrError, FrrReload
@@ -47,6 +48,8 @@ NFT_PARALLEL = 8
 RECHECK_S = 240.0  # under the agent's resync period (daemon.RESYNC_S)
 LINKS = "links"
 DHCP = "dhcp"
+SYNC = "sync"
+SYNC_KIND = "conntrack_sync"
 
 
 @dataclass(frozen=True)
@@ -54,12 +57,14 @@ class LinksOutcome:
     ready: set[str]  # namespaces in place
     reports: list[ObjectStatus]
     created: set[str]  # namespaces just made: nothing of ours in them yet
+    sync: tuple[SyncSpec, ...]  # the domains' conntrack sync, from the links section
 
 
 def apply_links(links: LinksApplier, data: object) -> LinksOutcome:
     result = links.apply_json(data)
+    sync = sync_specs(result.desired) if result.desired is not None else ()
     return LinksOutcome(ready_namespaces(result.statuses), list(result.statuses),
-                        set(result.created))
+                        set(result.created), sync)
 
 
 def ready_namespaces(reports: Iterable[ObjectStatus]) -> set[str]:
@@ -132,21 +137,24 @@ def _as_link_error() -> Iterator[None]:
 
 class SoftGateArtifact:
     def __init__(self, links: LinksApplier, nft: NftRunner, dhcp: DhcpApplier,
-                 prober: Prober) -> None:
+                 prober: Prober, conntrackd: ConntrackdControl) -> None:
         self.links = links
         self.nft = nft
         self.dhcp = dhcp
+        self.conntrackd = conntrackd
         self.health = HealthChecker(prober)
         self.netfilter: dict[str, DomainApplier] = {}  # by namespace
         self.desired: dict[str, RoutingDomain] = {}  # what the service wants, by namespace
         self.dhcp_state: DhcpState | None = None  # None: not known (agent start)
         self.lock = threading.Lock()  # netfilter appliers: the config and health loops
         self.recent = RecentlyApplied()
+        self.sync: tuple[SyncSpec, ...] = ()  # of the links section last applied
 
     @classmethod
     def real(cls, state_dir: Path, frr: FrrReload | None) -> SoftGateArtifact:
         """`frr`: the FRR whose zebra takes the routing domains on; None where there is
         none (a benchmark's sandbox)."""
+        from agent.conntrackd import Conntrackd
         from agent.dnsmasq import Dnsmasq
         from agent.ipr import Ipr
         from agent.lb_probe import SocketProber
@@ -156,7 +164,8 @@ class SoftGateArtifact:
         dhcp = DhcpApplier(Dnsmasq(state_dir / "dnsmasq"),
                            MetadataServer(state_dir / "metadata"))
         routing = ZebraWatch(frr) if frr is not None else None
-        return cls(LinksApplier(Ipr(), routing=routing), Nft(), dhcp, SocketProber())
+        return cls(LinksApplier(Ipr(), routing=routing), Nft(), dhcp, SocketProber(),
+                   Conntrackd(state_dir / "conntrackd"))
 
     def start_health_loop(self, report: Callable[[list[ObjectStatus]], None]
                           ) -> threading.Event:
@@ -187,6 +196,7 @@ class SoftGateArtifact:
         with self.lock:
             reports += self._netfilter(data["netfilter"], links)
         reports += self._dhcp(data["dhcp"], links.ready)
+        reports += self._sync(links)
         return merge(reports)
 
     def _links(self, section: Any) -> LinksOutcome:
@@ -195,10 +205,11 @@ class SoftGateArtifact:
         dnsmasq) is then applied again too, however recent."""
         recent = self.recent.reports(LINKS, section)
         if recent is not None:
-            return LinksOutcome(ready_namespaces(recent), recent, set())
+            return LinksOutcome(ready_namespaces(recent), recent, set(), self.sync)
         self.recent.clear()
         outcome = apply_links(self.links, section)
         self.recent.record(LINKS, section, outcome.reports)
+        self.sync = outcome.sync  # the same section next time: the same sync
         return outcome
 
     def _netfilter(self, section: Any, links: LinksOutcome) -> list[ObjectStatus]:
@@ -238,7 +249,7 @@ class SoftGateArtifact:
             del self.netfilter[gone]
         for gone in set(self.desired) - wanted:
             del self.desired[gone]
-        self.recent.keep_only({LINKS, DHCP} | {_netfilter_key(id) for id in wanted})
+        self.recent.keep_only({LINKS, DHCP, SYNC} | {_netfilter_key(id) for id in wanted})
         return reports
 
     def _recent_domain(self, item: Any, ready: set[str]) -> list[ObjectStatus] | None:
@@ -279,6 +290,23 @@ class SoftGateArtifact:
                    for s in result.statuses]
         self.recent.record(DHCP, section, reports)
         return reports
+
+    def _sync(self, links: LinksOutcome) -> list[ObjectStatus]:
+        """conntrackd in each ready domain with a sync (none without a peer SoftGate),
+        restarted in a namespace just made; an instance of a domain without one, or not
+        ready, stops."""
+        due = tuple(spec for spec in links.sync if spec.netns in links.ready)
+        waiting = [ObjectStatus(SYNC_KIND, spec.netns, "error",
+                                "conntrack sync waits for the namespace")
+                   for spec in links.sync if spec.netns not in links.ready]
+        recent = self.recent.reports(SYNC, due)
+        if recent is not None and not links.created:
+            return recent + waiting
+        answers = self.conntrackd.apply(due, fresh=links.created)
+        reports = [ObjectStatus(SYNC_KIND, netns, "error" if error else "ok", error)
+                   for netns, error in sorted(answers.items())]
+        self.recent.record(SYNC, due, reports)
+        return reports + waiting
 
 
 def _netfilter_key(domain_id: str) -> str:

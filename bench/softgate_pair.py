@@ -33,13 +33,11 @@ black-holed; the links are restored as above.
 from __future__ import annotations
 
 import argparse
-import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,15 +45,23 @@ from bench.cloud import summary
 from provider_service.frr_intent import FABRIC_CONDITION_TIMER_S
 from provider_service.softgate_domains import GATEWAY_MAC  # every guest bridge's
 from simulator.cloud import Cloud, running_cloud
-from simulator.fabric import Fabric, FabricError, missing_prerequisites, wait_until
+from simulator.evpn_fabric import evpn_paths
+from simulator.fabric import FabricError, missing_prerequisites, wait_until
 from simulator.topology import Topology
-from simulator.traffic import PingStream, connect, ping_stream, server_in, tcp_stream
+from simulator.traffic import (
+    PingStream,
+    TcpStream,
+    connect,
+    ping_stream,
+    server_in,
+    tcp_stream,
+)
 
 FAILOVER_GOAL_S = 3.0
 PAIR = Topology(spines=1, leaves=0, hypervisors=2, softgates=2)
 ACTIVE, STANDBY = PAIR.softgate_names
 SETTLE_S = 0.5  # replies flowing this long: the outage is over
-ECHO_PORT, NEW_CONNECTION_PORT = 7001, 7002
+ECHO_PORT, NEW_CONNECTION_PORT, PUSH_PORT = 7001, 7002, 7003
 # A partial failure (fabric uplink lost, WAN up) ends when FRR's next conditional-
 # advertisement check withdraws sg1's announcements: at most its timer, plus convergence.
 PARTIAL_GOAL_S = FABRIC_CONDITION_TIMER_S + 1.0
@@ -65,7 +71,7 @@ PARTIAL_GOAL_S = FABRIC_CONDITION_TIMER_S + 1.0
 class Round:
     failover: dict[str, float]  # stream -> longest gap from the cut on, seconds
     failback: dict[str, float]  # stream -> longest gap from the restore on
-    tcp_error: str  # "" when the TCP connection survived both moves
+    tcp_error: str  # "" when both TCP connections survived both moves
     new_connection: str  # what a connection opened while on the standby was answered
 
 
@@ -96,29 +102,6 @@ def set_fabric_links(cloud: Cloud, node: str, up: bool) -> None:
             cloud.fabric.ip(node, "link", "set", link.interface, "up" if up else "down")
 
 
-@contextmanager
-def ping_from(fabric: Fabric, node: str, source: str, address: str, interval: float = 0.02
-              ) -> Iterator[PingStream]:
-    """Like simulator.traffic.ping_stream, from a fixed source address: a client on the
-    internet keeps its address whichever link up1 sends through."""
-    stream = PingStream(started=time.time())
-    process = subprocess.Popen(["ip", "netns", "exec", fabric.ns(node), "stdbuf", "-oL",
-                                "ping", "-D", "-n", "-i", str(interval), "-I", source,
-                                address],
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    assert process.stdout is not None
-    reader = threading.Thread(target=lambda: stream.lines.extend(process.stdout or ()),
-                              daemon=True)
-    reader.start()
-    try:
-        yield stream
-    finally:
-        stream.ended = time.time()
-        process.send_signal(signal.SIGINT)  # our own child, by its handle
-        process.wait(timeout=10)
-        reader.join(timeout=10)
-
-
 def served_by(cloud: Cloud, softgate: str, public: str) -> bool:
     """Whether up1 routes the public address to `softgate` and hv1 sends the guests'
     gateway MAC to its VTEP: both directions go through it."""
@@ -131,16 +114,6 @@ def served_by(cloud: Cloud, softgate: str, public: str) -> bool:
     return f"via {via} " in route and any(
         line.startswith(GATEWAY_MAC) and f"dst {vtep} " in line + " "
         for line in fdb.splitlines())
-
-
-def _macip_routes(cloud: Cloud, node: str) -> set[tuple[str, str, str]]:
-    """The node's EVPN MAC/IP routes: (MAC, IP, next hop) for every path."""
-    table = cloud.fabric.vtysh_json(node, "show bgp l2vpn evpn route type macip json")
-    return {(path.get("mac", ""), path.get("ip", ""), hop["ip"])
-            for routes in table.values() if isinstance(routes, dict)
-            for prefix in routes.values() if isinstance(prefix, dict)
-            for paths in prefix.get("paths", ()) for path in paths
-            for hop in path.get("nexthops", ())}
 
 
 def applied_all(cloud: Cloud, device: str) -> bool:
@@ -166,10 +139,30 @@ def standing_by(cloud: Cloud, softgate: str, vm: dict[str, Any]) -> bool:
     wan = next(link for link in topology.wan_links() if link.node == softgate)
     up1 = cloud.fabric.vtysh("up1", f"show ip bgp {vm['public']}")
     return (applied_all(cloud, softgate)
-            and any(mac == nic["macaddress"] for mac, _, _ in _macip_routes(cloud, softgate))
-            and any(mac == GATEWAY_MAC and ip == nic["gateway"] and hop == vtep
-                    for mac, ip, hop in _macip_routes(cloud, "hv1"))
+            and any(f"[{nic['macaddress']}]" in prefix
+                    for prefix, _ in evpn_paths(cloud.fabric, softgate, "macip"))
+            and any(prefix.endswith(f"[{GATEWAY_MAC}]:[32]:[{nic['gateway']}]")
+                    and hop == vtep
+                    for prefix, hop in evpn_paths(cloud.fabric, "hv1", "macip"))
             and f"{wan.address.split('/')[0]}({softgate}) from" in up1)
+
+
+def domain_conntrack(cloud: Cloud, node: str) -> str:
+    """`conntrack -L` of every routing domain of the node (in its agent's namespaces)."""
+    fabric = cloud.fabric
+    zebra = str(fabric.pid(node, "zebra"))
+    return "".join(
+        subprocess.run(["nsenter", "-t", zebra, "-m", "ip", "netns", "exec", netns.name,
+                        "conntrack", "-L"], capture_output=True, text=True,
+                       check=False).stdout
+        for netns in sorted(fabric.private_netns_dir(node).iterdir()))
+
+
+def holds_connections(cloud: Cloud, node: str, ports: tuple[int, ...]) -> bool:
+    """Whether the node's domains track an established TCP connection to each port."""
+    table = domain_conntrack(cloud, node)
+    return all(any("ESTABLISHED" in line and f"dport={port} " in line
+                   for line in table.splitlines()) for port in ports)
 
 
 def failover_round(cloud: Cloud, vm: dict[str, Any]) -> Round:
@@ -190,14 +183,18 @@ def _round(cloud: Cloud, vm: dict[str, Any], links: Callable[[bool], None],
     with ExitStack() as stack:
         egress = stack.enter_context(ping_stream(fabric, node, internet))
         ingress = stack.enter_context(ping_stream(fabric, "up1", vm["public"]))
-        client = stack.enter_context(ping_from(fabric, "up1", internet, vm["public"]))
+        client = stack.enter_context(ping_stream(fabric, "up1", vm["public"],
+                                                  source=internet))
         tcp = stack.enter_context(tcp_stream(fabric, node, "up1", internet, ECHO_PORT))
+        pushed = stack.enter_context(tcp_stream(fabric, node, "up1", internet, PUSH_PORT,
+                                                pushed=True))
         streams = {"egress ping": egress, "ingress ping": ingress,
                    "ingress ping, internet host": client}
+        connections = {"tcp echo": tcp, "tcp pushed": pushed}
 
         def flowing(since: float) -> bool:
             return all(s.replying_since(since, SETTLE_S) for s in streams.values()) \
-                and tcp.echoing_since(since, SETTLE_S)
+                and all(c.echoing_since(since, SETTLE_S) for c in connections.values())
 
         def waiting(what: str, since: float, timeout: float) -> None:
             try:
@@ -208,12 +205,16 @@ def _round(cloud: Cloud, vm: dict[str, Any], links: Callable[[bool], None],
         def stream_states(since: float) -> str:
             states = [f"{name} {'flowing' if s.replying_since(since, SETTLE_S) else 'not'}"
                       for name, s in streams.items()]
-            echo = "flowing" if tcp.echoing_since(since, SETTLE_S) else "not"
-            return ", ".join([*states, f"tcp echo {echo} ({tcp.broken() or 'open'})"])
+            states += [f"{name} {'flowing' if c.echoing_since(since, SETTLE_S) else 'not'} "
+                       f"({c.broken() or 'open'})" for name, c in connections.items()]
+            return ", ".join(states)
 
         waiting("the streams to flow through sg1", 0.0, timeout=15)
         wait_until(f"{STANDBY} to stand by for the VM", lambda: standing_by(cloud, STANDBY, vm),
                    timeout=30, interval=0.2)
+        wait_until(f"{STANDBY} to hold the state of both connections (conntrack sync)",
+                   lambda: holds_connections(cloud, STANDBY, (ECHO_PORT, PUSH_PORT)),
+                   timeout=10, interval=0.1)
         cut = time.time()
         links(False)
         waiting("the streams to flow through sg2", cut, timeout=4 * goal)
@@ -225,12 +226,13 @@ def _round(cloud: Cloud, vm: dict[str, Any], links: Callable[[bool], None],
                    lambda: served_by(cloud, ACTIVE, vm["public"]), timeout=30, interval=0.1)
         back = time.time()
         waiting("the streams to flow through sg1 again", back, timeout=4 * goal)
+    flows: dict[str, PingStream | TcpStream] = {**streams, **connections}
     return Round(
-        failover={name: s.longest_gap(cut, restored) for name, s in streams.items()}
-        | {"tcp echo": tcp.longest_gap(cut, restored)},
-        failback={name: s.longest_gap(restored, s.ended) for name, s in streams.items()}
-        | {"tcp echo": tcp.longest_gap(restored, tcp.ended)},
-        tcp_error=tcp.broken(), new_connection=answer)
+        failover={name: s.longest_gap(cut, restored) for name, s in flows.items()},
+        failback={name: s.longest_gap(restored, s.ended) for name, s in flows.items()},
+        tcp_error="; ".join(f"{name}: {c.broken()}" for name, c in connections.items()
+                            if c.broken()),
+        new_connection=answer)
 
 
 def _report(title: str, what: str, rounds: list[Round], goal: float) -> list[str]:

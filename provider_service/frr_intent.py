@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from provider_service import tenancy
 from provider_service.models import Device, DirectConnectPort, PublicIp, Zone
+from provider_service.softgate_sync import SyncPair, sync_pair
 from provider_service.sql import Sql
 
 # Update-group coalescing delays every advertisement by this much; FRR's default of
@@ -150,7 +151,7 @@ def _softgate(session: Session, base: FrrIntent, device: Device, zone: Zone,
     return replace(
         base,
         segments=_segments(networks, zone.rt_asn),
-        vrfs=_tenant_vrfs(networks, vpcs, zone.rt_asn),
+        vrfs=_tenant_vrfs(networks, vpcs, zone.rt_asn, sync_pair(session, device)),
         upstream_peers=tuple(UpstreamSession(peer.address, peer.remote_asn, peer.bfd)
                              for peer in device.upstream_peers),
         announced_prefixes=_announced(session, zone.id, networks),
@@ -181,13 +182,17 @@ def _segments(networks: list[tenancy.NetworkView], rt_asn: int) -> tuple[EvpnSeg
 
 
 def _tenant_vrfs(networks: list[tenancy.NetworkView], vpcs: list[tenancy.VpcView],
-                 rt_asn: int) -> tuple[TenantVrf, ...]:
+                 rt_asn: int, pair: SyncPair | None) -> tuple[TenantVrf, ...]:
     """One VRF per routing domain: every VPC (also before its first tier) and every
-    isolated network."""
+    isolated network. With a peer SoftGate, each EVPN VRF also announces this one's
+    conntrack sync address (softgate_sync.py), so the pair reaches each other there."""
     evpn = evpn_domains(networks, vpcs)
     prefixes: dict[int, list[str]] = {vpc.l3vni: [] for vpc in vpcs}
     for network in networks:
         prefixes.setdefault(network.l3vni, []).append(network.cidr)
+    if pair is not None:
+        for l3vni in (number for number, has_evpn in evpn.items() if has_evpn):
+            prefixes.setdefault(l3vni, []).append(pair.prefix)
     return tuple(
         TenantVrf(name=vrf_name(l3vni), l3vni=l3vni if evpn[l3vni] else None,
                   route_target=route_target(rt_asn, l3vni),

@@ -3,8 +3,10 @@
 `compile_softgate_state` reads the desired state of the SoftGate's zone (a SoftGate
 serves every network and VPC of its zone, as in frr_intent) and returns the document of
 docs/softgate-state.md: `links` (namespaces, veths, bridges, VXLAN devices, routes),
-`netfilter` (softgate_netfilter.py) and `dhcp` (softgate_dhcp.py). Everything is sorted,
-so the same state always renders the same text, and so the same generation.
+`netfilter` (softgate_netfilter.py) and `dhcp` (softgate_dhcp.py); a links domain's
+`sync` names the peer SoftGate to share connection tracking with (softgate_sync.py).
+Everything is sorted, so the same state always renders the same text, and so the same
+generation.
 
 A routing domain is a VPC or an isolated network (softgate_domains.py); its namespace is
 its FRR VRF name, and whether it has an L3VNI device is decided by frr_intent's own rule
@@ -38,6 +40,7 @@ from provider_service.softgate_netfilter import (
     domain_public_ips,
     load_zone_rules,
 )
+from provider_service.softgate_sync import SyncPair, sync_pair
 from provider_service.sql import Sql
 
 FORMAT: Final = 1
@@ -55,13 +58,15 @@ def compile_softgate_state(session: Session, device: Device) -> dict[str, Any]:
     # frr_intent's rule on frr_intent's input (tombstoned tiers included), so an L3VNI
     # device exists exactly when frr.conf has the VRF's VNI.
     evpn = frr_intent.evpn_domains(networks, vpcs)
+    pair = sync_pair(session, device)
     return {
         "format": FORMAT,
         "links": {
             "vtep_address": device.vtep_address,
             "gateway_mac": GATEWAY_MAC,
             "blackholes": frr_intent.public_pools(session, zone_id),
-            "domains": [_link_domain(domain, evpn[domain.l3vni], rules) for domain in domains],
+            "domains": [_link_domain(domain, evpn[domain.l3vni], rules, pair)
+                        for domain in domains],
         },
         "netfilter": {"domains": [compile_domain(domain, rules) for domain in domains]},
         "dhcp": compile_dhcp(session, zone_id, domains),
@@ -76,7 +81,8 @@ def render_softgate_state(state: dict[str, Any]) -> str:
 # --- links -----------------------------------------------------------------------------
 
 
-def _link_domain(domain: Domain, evpn: bool, rules: ZoneRules) -> Json:
+def _link_domain(domain: Domain, evpn: bool, rules: ZoneRules, pair: SyncPair | None
+                 ) -> Json:
     # Routed into the domain through its uplink: each public address it holds, and the
     # guest CIDRs of its ROUTED networks (the same ones frr_intent announces upstream).
     routes = [f"{address}/32" for address in domain_public_ips(domain, rules)]
@@ -91,6 +97,9 @@ def _link_domain(domain: Domain, evpn: bool, rules: ZoneRules) -> Json:
         "routes6": _prefixes(routes6),
         "segments": sorted((_segment(network) for network in domain.networks),
                            key=lambda segment: str(segment["bridge"])),
+        # Conntrack sync with the zone's other SoftGate, over the domain's L3VNI.
+        "sync": {"address": pair.address, "peer": pair.peer}
+        if pair is not None and evpn else None,
     }
 
 

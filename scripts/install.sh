@@ -30,7 +30,8 @@ COMMON_PACKAGES=(python3 python3-venv ca-certificates)
 SERVICE_PACKAGES=()
 # dnsmasq-base, not dnsmasq: the agent runs one dnsmasq per network; the dnsmasq
 # package would also start a system-wide one on port 53.
-AGENT_PACKAGES=(frr frr-pythontools nftables python3-nftables dnsmasq-base iproute2 conntrack)
+AGENT_PACKAGES=(frr frr-pythontools nftables python3-nftables dnsmasq-base iproute2 conntrack
+    conntrackd)
 
 die() {
     echo "install: error: $*" >&2
@@ -98,6 +99,11 @@ if [[ -z "$ROOT" ]]; then
         echo "install: Debian packages: ${MISSING[*]}"
         DEBIAN_FRONTEND=noninteractive apt-get update -q
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${MISSING[@]}"
+    fi
+    # The agent runs its own conntrackd per routing domain; Debian's, on the host's
+    # table with the sample config, would sync nothing useful.
+    if [[ " ${PACKAGES[*]} " == *" conntrackd "* ]] && [[ -d /run/systemd/system ]]; then
+        systemctl disable --now conntrackd.service >/dev/null 2>&1 || true
     fi
     echo "install: packages ok"
 fi

@@ -26,6 +26,7 @@ PACKAGES=(
     dnsmasq-base
     iproute2 iputils-ping
     isc-dhcp-client conntrack  # the SoftGate tests: a real DHCP client; conntrack state
+    conntrackd  # a SoftGate pair shares connection tracking (agent/conntrackd.py)
     postgresql
     curl ca-certificates procps util-linux
     wrk  # bench/: a load generator that leaves the CPU to the service

@@ -157,12 +157,18 @@ def _plug_vm(fabric: Fabric, vm: str, hv: str, bridge: str, address: str, gatewa
 
 def evpn_routes(fabric: Fabric, node: str, route_type: str) -> set[str]:
     """The EVPN prefixes of one type (macip, multicast, prefix) a node has."""
+    return {prefix for prefix, _ in evpn_paths(fabric, node, route_type)}
+
+
+def evpn_paths(fabric: Fabric, node: str, route_type: str) -> set[tuple[str, str]]:
+    """(prefix, next hop) of every path of one EVPN route type a node has: a prefix as
+    FRR prints it, "[2]:[0]:[48]:[<mac>]:[32]:[<ip>]" for a MAC/IP route."""
     table = fabric.vtysh_json(node, f"show bgp l2vpn evpn route type {route_type} json")
-    prefixes: set[str] = set()
-    for rd, routes in table.items():
-        if isinstance(routes, dict) and ":" in rd:
-            prefixes.update(key for key in routes if key.startswith("["))
-    return prefixes
+    return {(prefix, hop["ip"])
+            for rd, routes in table.items() if isinstance(routes, dict) and ":" in rd
+            for prefix, entry in routes.items() if prefix.startswith("[")
+            for paths in entry.get("paths", ()) for path in paths
+            for hop in path.get("nexthops", ())}
 
 
 def missing_routes(small: SmallFabric) -> list[str]:

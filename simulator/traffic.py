@@ -109,14 +109,16 @@ def longest_gap(stamps: list[float], since: float, until: float) -> float:
 
 
 @contextmanager
-def ping_stream(fabric: Fabric, node: str, address: str, interval: float = 0.02
-                ) -> Iterator[PingStream]:
+def ping_stream(fabric: Fabric, node: str, address: str, interval: float = 0.02,
+                source: str | None = None) -> Iterator[PingStream]:
     """Pings `address` from the node every `interval` seconds while the block runs; the
-    stream fills as the replies come."""
+    stream fills as the replies come. `source` fixes the source address (a client that
+    keeps its address whichever link the node sends through)."""
     stream = PingStream(started=time.time())
+    fixed = ["-I", source] if source else []
     # stdbuf: a line per reply as it comes, not a pipe's buffer at the end.
     process = subprocess.Popen(["ip", "netns", "exec", fabric.ns(node), "stdbuf", "-oL",
-                                "ping", "-D", "-n", "-i", str(interval), address],
+                                "ping", "-D", "-n", "-i", str(interval), *fixed, address],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     assert process.stdout is not None
     reader = threading.Thread(target=lambda: stream.lines.extend(process.stdout or ()),
@@ -131,23 +133,29 @@ def ping_stream(fabric: Fabric, node: str, address: str, interval: float = 0.02
         reader.join(timeout=10)
 
 
-# Echoes one TCP connection back, byte for byte, until the client closes it.
-ECHO_SERVER = r"""
-import socket, sys
+# The servers' start: listen, say so, take one connection (c).
+_ACCEPT_ONE = r"""
+import socket, sys, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(4)
 print("ready", flush=True)
 c, _ = s.accept()
-while data := c.recv(4096):
-    c.sendall(data)
 """
-# One TCP connection: a numbered line every 20 ms, each echo awaited (30 s at most) and
-# stamped; "ERR ..." and the end if the connection breaks.
-STREAM_CLIENT = r"""
+# The clients' start: one connection (c) to address port, reads waiting 30 s at most.
+_CONNECT = r"""
 import socket, sys, time
 c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
 c.settimeout(30)
 print("connected", flush=True)
+"""
+# Echoes one TCP connection back, byte for byte, until the client closes it.
+ECHO_SERVER = _ACCEPT_ONE + r"""
+while data := c.recv(4096):
+    c.sendall(data)
+"""
+# One TCP connection: a numbered line every 20 ms, each echo awaited and stamped;
+# "ERR ..." and the end if the connection breaks.
+STREAM_CLIENT = _CONNECT + r"""
 n = 0
 try:
     while True:
@@ -166,12 +174,35 @@ try:
 except OSError as e:
     print("ERR", e, flush=True)
 """
+# Server speaks: on one accepted connection, a numbered line every 20 ms until it breaks.
+PUSH_SERVER = _ACCEPT_ONE + r"""
+n = 0
+while True:
+    n += 1
+    c.sendall(b"%08d\n" % n)
+    time.sleep(0.02)
+"""
+# The client that only listens: each line stamped as it comes, "ERR ..." if it breaks.
+# Its kernel acknowledges and nothing else: after a move, the server's retransmission
+# is the first packet of the connection the new path sees.
+LISTEN_CLIENT = _CONNECT + r"""
+expected = 0
+try:
+    for line in c.makefile("rb"):
+        expected += 1
+        if line != b"%08d\n" % expected:
+            raise OSError("line out of order: %r" % line)
+        print("%.6f %d" % (time.time(), expected), flush=True)
+    raise OSError("closed by the peer")
+except OSError as e:
+    print("ERR", e, flush=True)
+"""
 
 
 @dataclass
 class TcpStream:
-    """One TCP connection that echoes a line every 20 ms: when each echo came, and
-    whether the connection broke."""
+    """One TCP connection with a line every 20 ms (echoed, or pushed by the server):
+    when each line came back, and whether the connection broke."""
 
     started: float = 0.0
     ended: float = 0.0
@@ -195,18 +226,21 @@ class TcpStream:
 
 
 @contextmanager
-def tcp_stream(fabric: Fabric, client: str, server: str, address: str, port: int
-               ) -> Iterator[TcpStream]:
+def tcp_stream(fabric: Fabric, client: str, server: str, address: str, port: int, *,
+               pushed: bool = False) -> Iterator[TcpStream]:
     """An echo server in `server` listening on `port`, and one connection to it from
-    `client` (to `address`) carrying a line every 20 ms while the block runs."""
+    `client` (to `address`) carrying a line every 20 ms while the block runs. `pushed`:
+    the server sends the lines and the client only listens."""
+    server_script, client_script = ((PUSH_SERVER, LISTEN_CLIENT) if pushed
+                                    else (ECHO_SERVER, STREAM_CLIENT))
     echo = subprocess.Popen(["ip", "netns", "exec", fabric.ns(server), "python3", "-c",
-                             ECHO_SERVER, str(port)], stdout=subprocess.PIPE, text=True)
+                             server_script, str(port)], stdout=subprocess.PIPE, text=True)
     stream = TcpStream(started=time.time())
     sender = None
     try:
         assert echo.stdout is not None and echo.stdout.readline() == "ready\n"
         sender = subprocess.Popen(["ip", "netns", "exec", fabric.ns(client), "python3",
-                                   "-c", STREAM_CLIENT, address, str(port)],
+                                   "-c", client_script, address, str(port)],
                                   stdout=subprocess.PIPE, text=True)
         reader = threading.Thread(target=lambda: stream.lines.extend(sender.stdout or ()),
                                   daemon=True)

@@ -65,7 +65,7 @@ def audit(cloud: Cloud, capsys: pytest.CaptureFixture[str], tmp_path: Path,
     token.write_text(cloud.service.token)
     stand_in = cloud.stand_in
     code = cli.main(["cloudstack", "audit", "--endpoint", stand_in.endpoint,
-                     "--api-key", stand_in.api_key, "--secret-key", stand_in.secret_key,
+                     f"--api-key={stand_in.api_key}", f"--secret-key={stand_in.secret_key}",
                      "--service-url", f"http://{cloud.service.host}:{cloud.service.port}",
                      "--token-file", str(token), *args])
     out, err = capsys.readouterr()
@@ -223,7 +223,7 @@ def test_unreachable_service_is_one_line_without_secrets(
     token.write_text(cloud.service.token)
     stand_in = cloud.stand_in
     code = cli.main(["cloudstack", "audit", "--endpoint", stand_in.endpoint,
-                     "--api-key", stand_in.api_key, "--secret-key", stand_in.secret_key,
+                     f"--api-key={stand_in.api_key}", f"--secret-key={stand_in.secret_key}",
                      "--service-url", "http://127.0.0.1:9", "--token-file", str(token)])
     out, err = capsys.readouterr()
     assert (code, out) == (2, "")

@@ -23,7 +23,7 @@ from provider_service.models import Device
 from provider_service.models.vms import NetworkServices, Nic, NicVmData
 from provider_service.softgate_state import compile_softgate_state, render_softgate_state
 from tests.conftest import Api
-from tests.golden.frr_cases import ZONE, _network
+from tests.golden.frr_cases import ZONE, _device, _network
 from tests.golden.softgate_cases import CASES, public_ip, softgate, vm
 from tests.golden.support import check_golden
 
@@ -62,6 +62,22 @@ def test_compiled_state_matches_golden_and_parses(api: Api, app: Flask, case: st
     text = render_softgate_state(state)
     check_golden(GOLDEN_DIR / f"{case}.json", text)
     assert render_softgate_state(compiled(app, device)) == text  # deterministic
+
+
+def test_a_pair_syncs_each_evpn_domain_between_its_two_sync_addresses(
+        api: Api, app: Flask) -> None:
+    request = request_of(api)
+    CASES["vpcs"](request)
+    assert {d["sync"] is None for d in compiled(app, "sg1")["links"]["domains"]} == {True}
+    _device(request, "sg2", "softgate", "10.255.2.2", ("uplink1",))
+    for name, address, peer in (("sg1", ".1", ".2"), ("sg2", ".2", ".1")):
+        state = compiled(app, name)
+        check_agent_accepts(state)
+        syncs = [d["sync"] for d in state["links"]["domains"]]
+        assert len(syncs) > 1 and {(s["address"], s["peer"]) for s in syncs} == {
+            (f"169.254.252{address}", f"169.254.252{peer}")}
+    _device(request, "sg3", "softgate", "10.255.2.3", ("uplink1",))
+    assert {d["sync"] is None for d in compiled(app, "sg1")["links"]["domains"]} == {True}
 
 
 def test_isolated_network_in_each_section(api: Api, app: Flask) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.conntrackd import FakeConntrackd
 from agent.dhcp_apply import DhcpApplier
 from agent.dnsmasq import FakeDnsmasq
 from agent.ipr_fake import FakeIpr
@@ -25,7 +26,8 @@ def artifact(ipr: FakeIpr | None = None, nft: FakeNft | None = None
              ) -> tuple[SoftGateArtifact, FakeIpr, FakeNft, FakeDnsmasq]:
     ipr, nft, dnsmasq = ipr or FakeIpr(), nft or FakeNft(), FakeDnsmasq()
     dhcp = DhcpApplier(dnsmasq, FakeMetadataServer())
-    return SoftGateArtifact(LinksApplier(ipr), nft, dhcp, FakeProber()), ipr, nft, dnsmasq
+    return (SoftGateArtifact(LinksApplier(ipr), nft, dhcp, FakeProber(), FakeConntrackd()),
+            ipr, nft, dnsmasq)
 
 
 @pytest.mark.parametrize("case", ["isolated", "vpcs", "routed", "vlan_handoff"])
@@ -136,3 +138,25 @@ def test_merge_keeps_errors_and_every_reason() -> None:
                     ObjectStatus("network", "n2", "ok")])
     assert merged == [ObjectStatus("network", "n1", "error", "dnsmasq: no"),
                       ObjectStatus("network", "n2", "ok")]
+
+
+def test_a_domain_with_a_sync_runs_conntrackd_started_once_and_restarted_on_change(
+        ) -> None:
+    data = json.loads((GOLDEN / "isolated.json").read_text())
+    (domain,) = data["links"]["domains"]
+    domain["sync"] = {"address": "169.254.252.1", "peer": "169.254.252.2"}
+    softgate, ipr, _, _ = artifact()
+    conntrackd = softgate.conntrackd
+    assert isinstance(conntrackd, FakeConntrackd)
+    reports = softgate.apply(json.dumps(data))
+    assert [(r.kind, r.id, r.state) for r in reports if r.kind == "conntrack_sync"] == [
+        ("conntrack_sync", domain["netns"], "ok")]
+    bridge = ipr.link(domain["netns"], domain["l3vni"]["bridge"])
+    assert bridge is not None and "169.254.252.1/32" in {str(a) for a in bridge.addresses}
+    softgate.apply(json.dumps(data))
+    domain["sync"]["peer"] = "169.254.252.3"
+    softgate.apply(json.dumps(data))
+    assert conntrackd.actions == [f"start {domain['netns']}", f"restart {domain['netns']}"]
+    domain["sync"] = None
+    reports = softgate.apply(json.dumps(data))
+    assert conntrackd.configs == {} and not [r for r in reports if r.kind == "conntrack_sync"]
