@@ -282,12 +282,31 @@ def reap_stale(state_root: Path = STATE_ROOT) -> None:
 
 
 def _our_pid(pid_file: Path) -> int | None:
+    """The pid the file names, if that process is still ours: its command line names the
+    pid file or another file beside it (conntrackd has no pid-file option; its command
+    line names the config in the same run directory)."""
     try:
         pid = int(pid_file.read_text())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return None
-    return pid if str(pid_file).encode() in cmdline else None
+    return pid if f"{pid_file.parent}/".encode() in cmdline else None
+
+
+def processes_of(directory: Path) -> list[int]:
+    """Pids of live processes whose command line names a path inside the run directory:
+    after a teardown, a leak."""
+    marker = f"{directory}/".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if marker in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue  # gone meanwhile
+    return found
 
 
 def _alive(pid: int) -> bool:

@@ -9,7 +9,7 @@ import pytest
 
 from simulator import evpn_fabric
 from simulator.cloud import TOPOLOGY, Cloud, running_cloud
-from simulator.fabric import missing_prerequisites, run
+from simulator.fabric import missing_prerequisites, processes_of, run
 from simulator.topology import Topology
 
 
@@ -36,4 +36,5 @@ def scenario_cloud(topology: Topology = TOPOLOGY) -> Iterator[Cloud]:
     with running_cloud(topology=topology) as running:
         yield running
     assert not running.fabric.dir.exists()
+    assert not processes_of(running.fabric.dir), "processes of the run left behind"
     assert running.fabric.prefix not in run(["ip", "netns", "list"]).stdout

@@ -74,7 +74,8 @@ def test_both_softgates_carry_every_network_and_the_standby_is_less_preferred(
 # "ingress ping" is sent from up1's address on the link it uses, so it becomes another
 # flow when up1 moves: on fail-back its replies go to sg1 (the hypervisors prefer it as
 # soon as it has the fabric) while up1 still sends to sg2 (until FRR's next conditional-
-# advertisement check), and sg1's conntrack does not know that flow (conntrack sync will).
+# advertisement check), and sg1's conntrack knows that flow only once conntrackd has
+# passed sg2's entry on (docs/softgate-pair.md, "Windows that remain").
 NEW_FLOW = "ingress ping"
 
 
