@@ -4,9 +4,10 @@ Pool usage and device state are facts of the database, the same whichever worker
 whichever of several services) is scraped, so they are read from it on every scrape,
 in one short read transaction of a handful of grouped queries, not counted in memory.
 
-A device's applied generation follows `vxgate status` (status_report): the lowest
-generation its agent reported for any of the device's artifacts, 0 until every artifact
-has a report. No label names a tenant's network: devices, zones, physical networks and
+A device's applied generation is `vxgate status`'s (status_report.applied_generation):
+its config generation once every artifact is reported at or past the generation it is
+wanted at, else the lowest report of an artifact behind; 0 until every artifact has a
+report. No label names a tenant's network: devices, zones, physical networks and
 pools only.
 """
 
@@ -29,7 +30,7 @@ from provider_service.models import (
     ObjectStatus,
     PublicIp,
 )
-from provider_service.status_report import _SUMMARY, ARTIFACT_KIND
+from provider_service.status_report import _SUMMARY, ARTIFACT_KIND, applied_generation
 
 ZONE_SCOPE_LABEL = "zone"  # NumberPool.scope "" (zone-wide pools: ASNs)
 
@@ -51,8 +52,8 @@ class DeviceGauges:
     applied_generation: int = 0
     objects_in_error: int = 0
     last_report: datetime | None = None
-    artifacts: set[str] = field(default_factory=set)
-    reported: dict[str, int] = field(default_factory=dict)
+    artifacts: dict[str, int] = field(default_factory=dict)  # name -> wanted generation
+    reported: dict[str, int] = field(default_factory=dict)  # name -> reported generation
 
 
 @dataclass(frozen=True)
@@ -78,9 +79,9 @@ def device_gauges(session: Session) -> list[DeviceGauges]:
     devices = {name: DeviceGauges(name, role, generation) for name, role, generation in
                session.execute(select(Device.name, Device.role, Device.config_generation)
                                .order_by(Device.name))}
-    for name, artifact in session.execute(select(DeviceConfig.device_name,
-                                                 DeviceConfig.artifact)):
-        devices[name].artifacts.add(artifact)
+    for name, artifact, wanted in session.execute(select(
+            DeviceConfig.device_name, DeviceConfig.artifact, DeviceConfig.generation)):
+        devices[name].artifacts[artifact] = wanted
     rows = session.execute(select(ObjectStatus.device_name, ObjectStatus.object_kind,
                                   ObjectStatus.object_id, ObjectStatus.generation,
                                   ObjectStatus.state, ObjectStatus.reason,
@@ -95,8 +96,8 @@ def device_gauges(session: Session) -> list[DeviceGauges]:
         moment = updated if updated.tzinfo else updated.replace(tzinfo=UTC)
         device.last_report = max(filter(None, (device.last_report, moment)))
     for device in devices.values():
-        if device.artifacts and device.artifacts <= set(device.reported):
-            device.applied_generation = min(device.reported[a] for a in device.artifacts)
+        device.applied_generation = applied_generation(
+            device.config_generation, device.artifacts, device.reported) or 0
     return list(devices.values())
 
 
@@ -128,9 +129,9 @@ def _device_families(devices: list[DeviceGauges]) -> Iterator[Metric]:
     generation = GaugeMetricFamily("vxgate_device_config_generation", "The device's "
                                    "config generation: goes up with every artifact change",
                                    labels=labels)
-    applied = GaugeMetricFamily("vxgate_device_applied_generation", "The lowest generation "
-                                "the agent reported for any of the device's artifacts "
-                                "(0 until it reported them all)", labels=labels)
+    applied = GaugeMetricFamily("vxgate_device_applied_generation", "The config generation "
+                                "the agent has applied: all of it once every artifact is "
+                                "current (0 until it reported them all)", labels=labels)
     errors = GaugeMetricFamily("vxgate_device_objects_in_error", "Objects the agent "
                                "reported in error", labels=labels)
     last = GaugeMetricFamily("vxgate_device_last_report_timestamp_seconds", "When the "

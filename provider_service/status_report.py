@@ -90,7 +90,7 @@ class DeviceStatus:
     name: str
     role: str
     config_generation: int
-    applied_generation: int | None  # None: no artifact reported yet
+    applied_generation: int | None  # None: an artifact not reported yet
     last_report_age_s: float | None  # None: never reported
     problems: tuple[Problem, ...]
 
@@ -159,13 +159,10 @@ def _device(device: Json, status: Json, now: datetime) -> DeviceStatus:
     problems = [_problem(row, now) for row in rows
                 if row["state"] != "ok" and row["kind"] != ARTIFACT_KIND]
     object_errors = any(p.state == "error" for p in problems)
-    applied: list[int] = []
     for artifact in device["artifacts"]:
         row = reported.get(artifact["name"])
-        if row is not None:
-            applied.append(row["generation"])
-            if object_errors and _SUMMARY.fullmatch(row["reason"]):
-                row = {**row, "state": "ok"}  # its objects' errors say it better
+        if row is not None and object_errors and _SUMMARY.fullmatch(row["reason"]):
+            row = {**row, "state": "ok"}  # its objects' errors say it better
         problems += _artifact_problems(artifact, row, now)
     # An agent that never polled has nothing rendered: pending since the device exists.
     if not device["artifacts"]:
@@ -176,10 +173,36 @@ def _device(device: Json, status: Json, now: datetime) -> DeviceStatus:
     return DeviceStatus(
         name=device["name"], role=device["role"],
         config_generation=device["config_generation"],
-        applied_generation=min(applied) if applied and len(applied) == len(
-            device["artifacts"]) else None,
+        applied_generation=applied_generation(
+            device["config_generation"],
+            {a["name"]: a["generation"] for a in device["artifacts"]},
+            {name: row["generation"] for name, row in reported.items()}),
         last_report_age_s=(now - max(updates)).total_seconds() if updates else None,
         problems=tuple(problems))
+
+
+def applied_generation(config_generation: int, wanted: Mapping[str, int],
+                       reported: Mapping[str, int]) -> int | None:
+    """The device generation its agent has applied, from each artifact's wanted (last
+    rendered) generation and the generation the agent reported applying it at; None until
+    every artifact has a report. `vxgate status` and /metrics both count so.
+
+    An artifact's report carries the device generation at which the agent applied it, and
+    an unchanged artifact is not applied again: it keeps an older generation than the
+    device's (frr.conf wanted 9, reported 10, while softgate.json is at 12). So the lowest
+    report is no measure: an artifact reported at or past its wanted generation holds the
+    device back nowhere, and when every artifact is so the device is applied up to its
+    config generation. One behind (reported < wanted) is known applied only as of its
+    report: the service keeps no history, so a version between the two may exist that the
+    agent never applied; the device is applied up to the lowest such report. (Not "the
+    highest G where every artifact wanted at or below G is current": that would say G =
+    wanted - 1 of a stale artifact, past versions of it the agent may never have applied.)
+    """
+    if not wanted or not wanted.keys() <= reported.keys():
+        return None
+    behind = [reported[name] for name, generation in wanted.items()
+              if reported[name] < generation]
+    return min(behind, default=config_generation)
 
 
 def _artifact_problems(artifact: Json, row: Json | None, now: datetime) -> list[Problem]:

@@ -9,6 +9,8 @@ artifacts' generations are the ones last rendered (agents render them as they po
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +29,7 @@ from provider_service.frr_render import ARTIFACT as FRR_ARTIFACT
 from provider_service.leaf_state import ARTIFACT as LEAF_ARTIFACT
 from provider_service.models import Device, DeviceConfig, DirectConnectPort
 from provider_service.models.base import utcnow
+from provider_service.models.rules import LbRule
 from provider_service.softgate_domains import agent_id
 from provider_service.sql import Sql
 
@@ -34,7 +37,8 @@ blueprint = Blueprint("placement", __name__, url_prefix="/v1")
 
 # What a SoftGate's agent reports under a network's agent id: links (segment), nftables
 # (network), DHCP (dnsmasq, metadata; only where the network has them), and, per NIC,
-# "nic" with the id "<network>/<mac>".
+# "nic" with the id "<network>/<mac>". Its load balancers' members are reported apart, as
+# "lb_backend" "<lb rule id>/<ip>:<port>" (agent/lb_health), so found by rule id.
 NETWORK_KINDS = ("segment", "network", "dnsmasq", "metadata")
 FRR_OBJECT = ("frr", FRR_ARTIFACT)  # FRR's own report on applying frr.conf
 
@@ -46,19 +50,25 @@ class Carrier:
     device: str
     artifacts: tuple[str, ...]
     objects: tuple[tuple[str, str], ...]  # (kind, id) the agent may report for the network
-    object_prefixes: tuple[tuple[str, str], ...]  # (kind, id prefix): one per NIC
+    # (kind, id prefix): the NICs, and the members of each of the network's LB rules
+    object_prefixes: tuple[tuple[str, str], ...]
 
 
 def carriers(network: tenancy.NetworkView, devices: list[Device],
-             direct_connects: set[tuple[str, str]]) -> list[Carrier]:
+             direct_connects: set[tuple[str, str]],
+             lb_rule_ids: Iterable[int] = ()) -> list[Carrier]:
     """The devices of the network's zone that carry it, by the rules the compilers follow:
     every SoftGate (softgate.json and frr.conf), every hypervisor when the segment is a VNI
     (frr.conf's advertise-all-vni; a VLAN needs no config there), and a VTEP leaf with a
-    direct connect on it."""
+    direct connect on it. `lb_rule_ids`: the network's load-balancer rules, whose members'
+    health a SoftGate reports."""
     if network.state == tenancy.TOMBSTONE:
         return []  # kept for its numbers only: no device carries it
     found = []
     net = agent_id(network.id)
+    # The trailing "/" keeps rule 1 from claiming rule 12's members.
+    prefixes = (("nic", f"{net}/"),
+                *(("lb_backend", f"{rule_id}/") for rule_id in sorted(lb_rule_ids)))
     for device in devices:
         if device.zone_id != network.zone_id:
             continue
@@ -67,7 +77,7 @@ def carriers(network: tenancy.NetworkView, devices: list[Device],
                 device.name, (SOFTGATE_ARTIFACT, FRR_ARTIFACT),
                 (FRR_OBJECT, ("domain", vrf_name(network.l3vni)),
                  *((kind, net) for kind in NETWORK_KINDS)),
-                (("nic", f"{net}/"),)))
+                prefixes))
         elif device.role == "hypervisor" and network.segment_kind == "vni":
             found.append(Carrier(device.name, (FRR_ARTIFACT,), (FRR_OBJECT,), ()))
         elif (device.name, network.id) in direct_connects:
@@ -88,7 +98,9 @@ def get_placement() -> ResponseReturnValue:
         devices = list(session.scalars(select(Device).order_by(Device.name)))
         connects = {(port.device_name, port.network_id)
                     for port in session.scalars(select(DirectConnectPort))}
-        placed = {network.id: carriers(network, devices, connects) for network in networks}
+        rules = _lb_rule_ids(session, network_id)
+        placed = {network.id: carriers(network, devices, connects, rules.get(network.id, ()))
+                  for network in networks}
         # Filtered: the devices that carry the network; else every device (a spine's
         # frr.conf has no network, but its errors are the fabric's).
         wanted = {c.device for found in placed.values() for c in found}
@@ -99,6 +111,17 @@ def get_placement() -> ResponseReturnValue:
             "networks": [{"id": net, "devices": [_carrier_json(c) for c in found]}
                          for net, found in placed.items()],
         }
+
+
+def _lb_rule_ids(session: Session, network_id: str | None) -> dict[str, list[int]]:
+    """Each network's LB rule ids (only `network_id`'s when given), in one query."""
+    query = select(LbRule.network_id, LbRule.rule_id)
+    if network_id is not None:
+        query = query.where(LbRule.network_id == network_id)
+    found: dict[str, list[int]] = defaultdict(list)
+    for network, rule_id in session.execute(query):
+        found[network].append(rule_id)
+    return found
 
 
 def _device_json(session: Session, device: Device) -> dict[str, Any]:
@@ -148,7 +171,8 @@ SCHEMAS: dict[str, Any] = {
                 "object_prefixes": {"type": "array", "items": {
                     "type": "object", "properties": {"kind": {"type": "string"},
                                                      "prefix": {"type": "string"}}},
-                    "description": "status objects whose id starts so (the NICs)"}}}}}}}}},
+                    "description": "status objects whose id starts so (the NICs, the "
+                                   "members of the network's load balancers)"}}}}}}}}},
 }
 PATHS: dict[str, Any] = {
     "/v1/placement": {

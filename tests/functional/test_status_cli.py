@@ -22,8 +22,10 @@ from bench.service import (
     with_this_checkout,
 )
 from tests.conftest import Api, usable_postgres_url
+from tests.functional.test_observability import samples, value
 from tests.golden import frr_cases as fc
 
+DEAD = "health check: no answer since 2026-01-01T11:59:58+00:00"  # agent/lb_health.reason
 REASON = ("RTNETLINK answers: File exists: adding vxv10000 to bridge vxb10000 in vxr5000000 "
           "failed because another process holds it; retrying with backoff")
 
@@ -69,9 +71,27 @@ def test_placement_names_the_devices_that_carry_each_network(api: Api) -> None:
     net1 = api.ok("GET", "/v1/placement?network_id=net1")
     assert [d["name"] for d in net1["devices"]] == ["hv1", "hv2", "sg1"]
     assert {"kind": "segment", "id": "net1"} in net1["networks"][0]["devices"][2]["objects"]
+    # A SoftGate reports the members of the network's LB rules by rule id (agent/lb_health).
+    fc._public_ip(lambda method, path, body: api.ok(method, path, body), "203.0.113.10",
+                  network_id="net1")
+    api.ok("PUT", "/v1/networks/net1/load-balancers", {"rules": [lb_rule(77), lb_rule(7)]})
+    sg1 = api.ok("GET", "/v1/placement?network_id=net1")["networks"][0]["devices"][2]
+    assert sg1["object_prefixes"] == [{"kind": "nic", "prefix": "net1/"},
+                                      {"kind": "lb_backend", "prefix": "7/"},
+                                      {"kind": "lb_backend", "prefix": "77/"}]
+    tier1 = api.ok("GET", "/v1/placement?network_id=tier1")["networks"][0]["devices"][2]
+    assert [p["kind"] for p in tier1["object_prefixes"]] == ["nic"]
     assert api.fails("GET", "/v1/placement?network_id=nosuch", None, 404) == \
         "unknown network nosuch"
     assert api.fails("GET", "/v1/placement?network_id=a%20b", None, 400)
+
+
+def lb_rule(rule_id: int) -> dict[str, Any]:
+    """An apply-lb-rules rule on net1's 203.0.113.10, one member: 10.100.0.10:8080."""
+    return {"id": rule_id, "name": f"web{rule_id}", "publicIp": "203.0.113.10",
+            "publicPort": rule_id, "privatePort": 8080, "protocol": "tcp",
+            "algorithm": "roundrobin", "revoke": False,
+            "backends": [{"ip": "10.100.0.10", "port": 8080, "revoked": False}]}
 
 
 # --- the command -------------------------------------------------------------------------
@@ -215,3 +235,44 @@ def test_unreachable_refused_and_unknown_are_one_line_and_exit_two(service: Serv
     done = vxgate(service, "--token-file", str(token_file), "--network", "vnet",
                   token="ignored-because-of-the-file")
     assert done.returncode in (0, 1) and "vlan://3000" in done.stdout
+
+
+def test_a_dead_lb_member_is_on_its_networks_softgate_row(service: Service) -> None:
+    """As sg1's agent does it: the LB change touches softgate.json only, the agent applies
+    and reports that one (frr.conf keeps its older report) and its health checks report a
+    member dead. The error is on net1's sg1 row, not under "Other errors"; and sg1 counts as
+    applied up to its generation, in the table and in /metrics."""
+    fc._public_ip(lambda method, path, body: service.ok(method, path, body), "203.0.113.10",
+                  network_id="net1")
+    before = applied(service, "sg1", [{"kind": "segment", "id": "net1", "state": "ok"}])
+    service.ok("PUT", "/v1/networks/net1/load-balancers", {"rules": [lb_rule(77)]})
+    config = service.ok("GET", f"/v1/devices/sg1/config?since={before}")
+    assert list(config["artifacts"]) == ["softgate.json"]  # frr.conf: still `before`'s
+    generation = config["generation"]
+    assert generation > before
+    service.ok("PUT", "/v1/devices/sg1/status", {"generation": generation, "objects": [
+        {"kind": "artifact", "id": "softgate.json", "state": "ok"},
+        {"kind": "lb_backend", "id": "77/10.100.0.10:8080", "state": "error",
+         "reason": DEAD}]})
+
+    done = vxgate(service, "--network", "net1")
+    assert done.returncode == 1, done.stderr
+    networks, devices = done.stdout.split("\n\n")[:2]
+    (sg1,) = [r for r in rows(networks) if r[:2] == ["sg1", "softgate"]]
+    assert sg1[2] == "ERROR"
+    assert " ".join(sg1[3:]).startswith("lb_backend 77/10.100.0.10:8080: health check: "
+                                        "no answer since")
+    assert "Other errors" not in done.stdout
+    (device,) = [r for r in rows(devices) if r[0] == "sg1"]
+    assert device[2:4] == [str(generation), str(generation)]  # GENERATION, APPLIED
+
+    data = json.loads(vxgate(service, "--json", "--network", "net1").stdout)
+    (row,) = [d for d in data["networks"][0]["devices"] if d["device"] == "sg1"]
+    assert row["state"] == "error"
+    assert {"kind": "lb_backend", "id": "77/10.100.0.10:8080", "state": "error",
+            "reason": DEAD} in [{k: p[k] for k in ("kind", "id", "state", "reason")}
+                                for p in row["problems"]]
+    scraped = samples(service)
+    labels = {"device": "sg1", "role": "softgate"}
+    assert value(scraped, "vxgate_device_config_generation", **labels) == generation
+    assert value(scraped, "vxgate_device_applied_generation", **labels) == generation

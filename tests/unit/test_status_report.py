@@ -9,7 +9,13 @@ from typing import Any
 import pytest
 
 from provider_service import status_cli
-from provider_service.status_report import build_report, render_table, report_json, shorten
+from provider_service.status_report import (
+    applied_generation,
+    build_report,
+    render_table,
+    report_json,
+    shorten,
+)
 
 NOW = "2026-01-01T12:00:00+00:00"
 LONG_REASON = ("RTNETLINK answers: File exists while adding vxv10000 to bridge vxb10000 in "
@@ -185,6 +191,59 @@ def test_a_network_no_device_carries_says_so() -> None:
     assert "205      vpc1  natted  10.1.1.0/24    vlan://3001    -       -           none" \
            "     no device carries it" in render_table(build_report(networks, placement,
                                                                      statuses))
+
+
+def test_an_lb_members_error_is_on_the_row_of_its_rules_network() -> None:
+    networks, placement, statuses = answers()
+    sg1 = placement["networks"][0]["devices"][2]  # 204's: LB rule 1
+    sg1["object_prefixes"].append({"kind": "lb_backend", "prefix": "1/"})
+    statuses["sg1"] = {"objects": [
+        row("artifact", "frr.conf", 4), row("artifact", "softgate.json", 6),
+        row("lb_backend", "1/10.100.0.10:8080", 6, "error", "health check: no answer"),
+        row("lb_backend", "12/10.1.1.10:80", 6, "error", "health check: no answer")]}
+    report = build_report(networks, placement, statuses)
+    placed = next(p for p in report.networks[0].placements if p.device == "sg1")
+    assert (placed.state, placed.detail()) == (
+        "error", "lb_backend 1/10.100.0.10:8080: health check: no answer")
+    # Rule 12 is no network's here: "1/" does not claim it.
+    assert [(d, p.id) for d, p in report.unplaced_errors] == [("sg1", "12/10.1.1.10:80")]
+
+
+# --- applied generation -----------------------------------------------------------------
+
+
+def test_an_unchanged_artifact_does_not_hold_the_applied_generation_back() -> None:
+    wanted = {"frr.conf": 9, "softgate.json": 12}
+    assert applied_generation(12, wanted, {"frr.conf": 10, "softgate.json": 12}) == 12
+    assert applied_generation(12, wanted, {"frr.conf": 9, "softgate.json": 13}) == 12
+    # softgate.json behind: applied only as of its report, below the config generation.
+    assert applied_generation(12, wanted, {"frr.conf": 10, "softgate.json": 11}) == 11
+    # frr.conf behind too: the lowest report of one behind, whatever the other says.
+    assert applied_generation(12, wanted, {"frr.conf": 5, "softgate.json": 12}) == 5
+    assert applied_generation(12, wanted, {"frr.conf": 8, "softgate.json": 7}) == 7
+
+
+def test_no_applied_generation_until_every_artifact_is_reported() -> None:
+    assert applied_generation(12, {"frr.conf": 9, "softgate.json": 12},
+                              {"softgate.json": 12}) is None
+    assert applied_generation(0, {}, {"frr.conf": 3}) is None
+    # A report of an artifact the device no longer has counts for nothing.
+    assert applied_generation(3, {"frr.conf": 3}, {"frr.conf": 3, "leaf.json": 1}) == 3
+
+
+def test_the_table_shows_a_healthy_softgate_applied_up_to_its_generation() -> None:
+    networks, placement, statuses = answers()  # sg1 wants frr.conf 4, softgate.json 6
+    statuses["sg1"] = {"objects": [row("artifact", "frr.conf", 5),
+                                   row("artifact", "softgate.json", 6)]}
+    report = build_report(networks, placement, statuses)
+    sg1 = next(d for d in report.devices if d.name == "sg1")
+    assert (sg1.config_generation, sg1.applied_generation, sg1.problems) == (6, 6, ())
+    assert "sg1     softgate    6           6 " in render_table(report)
+    statuses["sg1"] = {"objects": [row("artifact", "frr.conf", 5),
+                                   row("artifact", "softgate.json", 5)]}
+    sg1 = next(d for d in build_report(networks, placement, statuses).devices
+               if d.name == "sg1")
+    assert sg1.applied_generation == 5 and [p.id for p in sg1.pending] == ["softgate.json"]
 
 
 # --- the command, with a fake service --------------------------------------------------
