@@ -76,6 +76,7 @@ def carriers(network: tenancy.NetworkView, devices: list[Device],
             found.append(Carrier(
                 device.name, (SOFTGATE_ARTIFACT, FRR_ARTIFACT),
                 (FRR_OBJECT, ("domain", vrf_name(network.l3vni)),
+                 ("conntrack_sync", vrf_name(network.l3vni)),  # a pair's, per domain
                  *((kind, net) for kind in NETWORK_KINDS)),
                 prefixes))
         elif device.role == "hypervisor" and network.segment_kind == "vni":

@@ -64,10 +64,11 @@ def test_placement_names_the_devices_that_carry_each_network(api: Api) -> None:
     tier1 = next(n for n in answer["networks"] if n["id"] == "tier1")["devices"][2]
     assert tier1["artifacts"] == ["softgate.json", "frr.conf"]
     assert {"kind": "domain", "id": "vxr5000001"} in tier1["objects"]
+    assert {"kind": "conntrack_sync", "id": "vxr5000001"} in tier1["objects"]
     # An id the agent would not take is reported under its stand-in (agent_id).
     fc._network(lambda method, path, body: api.ok(method, path, body), "odd_id", "10.9.0.0/24")
     odd = api.ok("GET", "/v1/placement?network_id=odd_id")["networks"][0]["devices"][2]
-    assert odd["objects"][2]["kind"] == "segment" and odd["objects"][2]["id"].startswith("x")
+    assert odd["objects"][3]["kind"] == "segment" and odd["objects"][3]["id"].startswith("x")
     net1 = api.ok("GET", "/v1/placement?network_id=net1")
     assert [d["name"] for d in net1["devices"]] == ["hv1", "hv2", "sg1"]
     assert {"kind": "segment", "id": "net1"} in net1["networks"][0]["devices"][2]["objects"]
