@@ -191,11 +191,12 @@ class Fabric:
         wait_until(f"the agent of {node} to start", (directory / "agent.pid").exists,
                    timeout=15)
 
-    def stop_agent(self, node: str, timeout: float = 10.0) -> None:
-        """SIGTERM the node's agent (by its process handle) and wait until it has left;
-        what it applied stays."""
+    def stop_agent(self, node: str, timeout: float = 10.0,
+                   signum: int = signal.SIGTERM) -> None:
+        """Signal the node's agent (by its process handle; SIGTERM a graceful stop,
+        SIGKILL a crash) and wait until it has left; what it applied stays."""
         process = self._agents.pop(node)
-        process.terminate()
+        process.send_signal(signum)
         process.wait(timeout=timeout)
 
     def pid(self, node: str, daemon: str) -> int:

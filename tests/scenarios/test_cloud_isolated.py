@@ -10,7 +10,9 @@ traffic, never for the agent.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -85,6 +87,53 @@ def test_user_data_and_password_are_served(cloud: Cloud, isolated: dict[str, Any
     password = cloud.exec(web1["id"], "curl", "-s", "--max-time", "2", "-H",
                           "DomU_Request: send_my_password", "http://10.100.0.1:8080/").stdout
     assert password.strip() == web1["password"]
+
+
+def test_secrets_stay_out_of_logs_status_and_readable_files(
+        cloud: Cloud, isolated: dict[str, Any]) -> None:
+    """After the password and user data reached the SoftGate (the test before fetched
+    them from it): the VM's password and the registration's secrets appear in no log, in
+    no output of the extension entry-point that CloudStack records, in no device's status,
+    and in no world-readable file of the run. The files that must hold one (the metadata
+    server's data, the token files) are private."""
+    web1 = isolated["vms"][0]
+    cloud.lease(web1["id"])  # its DHCP served: the SoftGate has applied web1's data
+    password = web1["password"]
+    secrets = {"VM password": password, "CloudStack secret key": cloud.cloudstack.secret_key,
+               "service admin token": cloud.service.token, **agent_tokens(cloud)}
+    assert password and all(secrets.values())
+    logs = [cloud.service.log_path, *cloud.fabric.dir.glob("**/*.log")]
+    status = {device: cloud.service.ok("GET", f"/v1/devices/{device}/status")
+              for device in cloud.topology.fabric_nodes}
+    assert [f"{what} in {path}" for path in logs for what, value in secrets.items()
+            if value in path.read_text(errors="replace")] == []
+    assert [f"{what} in the output of {spawn.command}" for spawn in cloud.sim.spawns()
+            for what, value in secrets.items() if value in spawn.output] == []
+    assert [f"{what} in {device}'s status" for device, report in status.items()
+            for what, value in secrets.items() if value in json.dumps(report)] == []
+    holders = files_holding(cloud.fabric.dir, secrets)
+    assert any(password in path.read_text(errors="replace") for path in holders), \
+        "the password reached no file of the SoftGate"
+    assert [str(path) for path in holders if path.stat().st_mode & 0o004] == []
+
+
+def agent_tokens(cloud: Cloud) -> dict[str, str]:
+    """Each device's agent token, as the fabric handed it to the agent."""
+    return {f"{node}'s agent token":
+            (cloud.fabric.node_dir(node) / "agent-token").read_text().strip()
+            for node in cloud.topology.fabric_nodes}
+
+
+def files_holding(directory: Path, secrets: dict[str, str]) -> list[Path]:
+    """The regular files under `directory` that hold any of the secrets' values."""
+    found = []
+    for path in directory.rglob("*"):
+        # Sockets, FIFOs and the namespaces' nsfs mounts have nothing to read.
+        if path.is_file() and not path.is_symlink():
+            text = path.read_bytes().decode(errors="replace")
+            if any(value in text for value in secrets.values()):
+                found.append(path)
+    return found
 
 
 def test_static_nat_and_port_forward_open_with_their_firewall(
