@@ -37,16 +37,25 @@ def dump_tables(engine: Engine) -> Dump:
 
 
 class DbWatch:
-    """Whether anything was committed since the last look, cheaply: SQLite's
-    data_version changes with every commit of another connection. The full dump says
-    what changed, for the assertion message."""
+    """Whether anything was committed since the last look, cheaply. SQLite: its
+    data_version changes with every commit of another connection. PostgreSQL: a write
+    (committed or rolled back) takes a transaction id, so while the next id to assign
+    has not moved nothing can have been committed; when it has moved, a full dump says
+    whether the data changed (a refused request's rolled-back write did not)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.connection = engine.raw_connection()
+        self.postgres = engine.dialect.name == "postgresql"
+        self.connection = None if self.postgres else engine.raw_connection()
+        self._next_xid = -1
+        self._dump: Dump = {}
         self.seen = self.version()
 
-    def version(self) -> int:
+    def version(self) -> object:
+        return self._postgres_version() if self.postgres else self._sqlite_version()
+
+    def _sqlite_version(self) -> int:
+        assert self.connection is not None
         cursor = self.connection.cursor()
         try:
             cursor.execute("PRAGMA data_version")
@@ -56,6 +65,14 @@ class DbWatch:
         finally:
             cursor.close()
 
+    def _postgres_version(self) -> Dump:
+        with self.engine.connect() as connection:
+            next_xid = int(connection.exec_driver_sql(
+                "SELECT pg_snapshot_xmax(pg_current_snapshot())").scalar_one())
+        if next_xid != self._next_xid:
+            self._next_xid, self._dump = next_xid, dump_tables(self.engine)
+        return self._dump
+
     def changed(self) -> bool:
         """True once per commit (or run of commits) since the last call."""
         now = self.version()
@@ -63,7 +80,8 @@ class DbWatch:
         return changed
 
     def close(self) -> None:
-        self.connection.close()
+        if self.connection is not None:
+            self.connection.close()
 
 
 def dump_difference(before: Dump, after: Dump) -> str:
@@ -343,6 +361,32 @@ SEED_REQUESTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("PUT", "/v1/devices/hv1", {"zone_id": "1", "role": "hypervisor",
                                 "loopback": "10.255.1.1", "uplinks": [{"interface": "uplink"}]}),
 )
+
+
+# The devices SEED_REQUESTS declares (sg1, hv1): the agents' view of the fuzzed world.
+DEVICES = tuple(path.removeprefix("/v1/devices/") for _, path, _ in SEED_REQUESTS
+                if path.startswith("/v1/devices/"))
+
+
+def rendered_artifacts(client: FlaskClient, token: str) -> dict[str, dict[str, str]]:
+    """{device: {artifact: text}} of DEVICES, every artifact rendered now (since=0)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    artifacts = {}
+    for device in DEVICES:
+        answer = client.get(f"/v1/devices/{device}/config?since=0", headers=headers)
+        assert answer.status_code == 200, (device, answer.get_json())
+        artifacts[device] = {name: item["content"]
+                             for name, item in answer.get_json()["artifacts"].items()}
+    return artifacts
+
+
+def check_renders(client: FlaskClient, token: str, where: str) -> None:
+    """Whatever the accepted fuzz cases stored, every device still renders its configs:
+    an answer of 200, frr.conf among its artifacts and no artifact empty."""
+    for device, artifacts in rendered_artifacts(client, token).items():
+        assert "frr.conf" in artifacts, f"{where}: {device} renders {sorted(artifacts)}"
+        empty = sorted(name for name, text in artifacts.items() if not text.strip())
+        assert not empty, f"{where}: {device} renders empty {empty}"
 
 
 def seed(client: FlaskClient, token: str) -> None:

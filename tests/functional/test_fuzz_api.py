@@ -5,8 +5,10 @@ events (tests/fuzzing.build_events) and a few bodies for the routes those leave 
 test below keeps that list covering every PUT and POST route. Each case mutates one seed
 (tests/fuzzing.Mutator: fields dropped, retyped, nested wrongly; text broken) and, now and
 then, a path segment. Every answer must be below 500 with a one-line error when refused,
-and a refused request must commit nothing (SQLite's data_version; a full table dump
-every 50 cases).
+and a refused request must commit nothing (tests/fuzzing.DbWatch; a full table dump
+every 50 cases). Every RENDER_EVERY cases, and at the end, the seeded SoftGate and
+hypervisor must still render their configs: what was accepted must not break rendering.
+SQLite runs CASES; PostgreSQL fewer (PG_CASES), its watch being a dump per accepted case.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from tests.golden import frr_cases, softgate_cases
 SEED = 20240602
 CASES = 3000
 CHUNK = 300  # cases per fresh copy of the seeded database
+PG_CASES = 600  # 3-5 s: the PostgreSQL half takes the same paths, not the volume
+RENDER_EVERY = 100
 HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/json"}
 Seed = tuple[str, str, Any]  # method, path, body
 MAC = "02:00:00:00:01:0b"
@@ -79,14 +83,14 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     engine = create_engine(f"sqlite:///{path}")
     Base.metadata.create_all(engine)
     engine.dispose()
-    with _app(path) as app:
+    with _app(f"sqlite:///{path}") as app:
         fuzzing.seed(app.test_client(), ADMIN_TOKEN)
     return path
 
 
 @contextmanager
-def _app(path: Path) -> Iterator[Flask]:
-    app = create_app(Settings(database_url=f"sqlite:///{path}", admin_token=ADMIN_TOKEN))
+def _app(url: str) -> Iterator[Flask]:
+    app = create_app(Settings(database_url=url, admin_token=ADMIN_TOKEN))
     try:
         yield app
     finally:
@@ -122,20 +126,45 @@ def test_fuzz_api(template: Path, tmp_path: Path) -> None:
         # Accepted mutations wear the world down: each chunk starts from the seeded one.
         path = tmp_path / f"chunk-{chunk}.db"
         shutil.copyfile(template, path)
-        with _app(path) as app:
-            engine = create_engine(f"sqlite:///{path}")
-            watch = fuzzing.DbWatch(engine)
-            try:
-                for case in range(chunk, min(chunk + CHUNK, CASES)):
-                    status = _one_case(app, engine, watch, case, rng.choice(seeds),
-                                       rng, mutator)
-                    statuses[status] = statuses.get(status, 0) + 1
-            finally:
-                watch.close()
-                engine.dispose()
-    print(f"\nAPI fuzz: {CASES} cases in {time.monotonic() - started:.1f} s; statuses "
-          f"{json.dumps(dict(sorted(statuses.items())))}")
-    assert sum(count for status, count in statuses.items() if status >= 400) > CASES // 2
+        with _app(f"sqlite:///{path}") as app:
+            _run(app, f"sqlite:///{path}", range(chunk, min(chunk + CHUNK, CASES)),
+                 seeds, rng, mutator, statuses)
+    _report("SQLite", CASES, started, statuses)
+
+
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_fuzz_api_postgres(database_url: str) -> None:
+    rng, mutator = random.Random(SEED), fuzzing.Mutator(SEED)
+    statuses: dict[int, int] = {}
+    started = time.monotonic()
+    with _app(database_url) as app:
+        fuzzing.seed(app.test_client(), ADMIN_TOKEN)
+        _run(app, database_url, range(PG_CASES), all_seeds(), rng, mutator, statuses)
+    _report("PostgreSQL", PG_CASES, started, statuses)
+
+
+def _run(app: Flask, url: str, cases: range, seeds: list[Seed], rng: random.Random,
+         mutator: fuzzing.Mutator, statuses: dict[int, int]) -> None:
+    """`cases` against one seeded world, counting their answers' statuses."""
+    engine = create_engine(url)
+    watch = fuzzing.DbWatch(engine)
+    try:
+        for case in cases:
+            status = _one_case(app, engine, watch, case, rng.choice(seeds), rng, mutator)
+            statuses[status] = statuses.get(status, 0) + 1
+            if (case + 1) % RENDER_EVERY == 0 or case == cases[-1]:
+                fuzzing.check_renders(app.test_client(), ADMIN_TOKEN, f"after case {case}")
+                watch.changed()  # rendering stores the artifacts: a commit of its own
+    finally:
+        watch.close()
+        engine.dispose()
+
+
+def _report(database: str, cases: int, started: float, statuses: dict[int, int]) -> None:
+    print(f"\nAPI fuzz, {database}: {cases} cases in {time.monotonic() - started:.1f} s; "
+          f"statuses {json.dumps(dict(sorted(statuses.items())))}")
+    assert sum(count for status, count in statuses.items() if status >= 400) > cases // 2
 
 
 def _one_case(app: Flask, engine: Engine, watch: fuzzing.DbWatch, case: int, seed: Seed,

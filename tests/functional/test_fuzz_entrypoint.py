@@ -5,8 +5,10 @@ fields dropped, duplicated, retyped, nested wrongly, huge, negative, unicode; fi
 truncated, not UTF-8, empty, not JSON; argv and the legacy flag form broken too. Each
 runs plugin/vxgate_extension.py's main() in-process, its HTTP request handed to the Flask
 app (SQLite). Every case must end with exit 0, or with one line "vxgate: <command>: ..."
-and no commit at all; never a traceback, an "unexpected" error or an HTTP 500. A few
-hundred more run through the real executable, against a real service.
+and no commit at all; never a traceback, an "unexpected" error or an HTTP 500. Before
+each rebuild of the world and at the end, the seeded SoftGate and hypervisor must still
+render their configs. PostgreSQL runs fewer in-process cases (PG_CASES). A few hundred
+more run through the real executable, against a real service.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine
+from flask.testing import FlaskClient
+from sqlalchemy import Engine, create_engine
 
 from bench.service import Service
 from provider_service.app import create_app
@@ -33,6 +36,7 @@ from tests.conftest import ADMIN_TOKEN
 
 SEED = 20240601
 IN_PROCESS_CASES = 3000
+PG_CASES = 600  # 3-7 s: the PostgreSQL half takes the same paths, not the volume
 EXECUTABLE_CASES = 200
 REPLAY_EVERY = 250  # rebuild the world now and then: accepted mutations wear it down
 
@@ -111,36 +115,61 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Flask, Path]
 
 def test_fuzz_entry_point_in_process(app: tuple[Flask, Path]) -> None:
     application, directory = app
-    engine = create_engine(f"sqlite:///{directory / 'vxgate.db'}")
+    _fuzz_in_process(application, f"sqlite:///{directory / 'vxgate.db'}", directory,
+                     IN_PROCESS_CASES)
+
+
+@pytest.mark.parametrize(
+    "database_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_fuzz_entry_point_in_process_postgres(database_url: str, tmp_path: Path) -> None:
+    application = create_app(Settings(database_url=database_url, admin_token=ADMIN_TOKEN))
+    try:
+        fuzzing.seed(application.test_client(), ADMIN_TOKEN)
+        _fuzz_in_process(application, database_url, tmp_path, PG_CASES)
+    finally:
+        application.extensions["vxgate.db"].dispose()
+
+
+def _fuzz_in_process(application: Flask, url: str, directory: Path, cases: int) -> None:
+    engine = create_engine(url)
     watch = fuzzing.DbWatch(engine)
     rng, mutator = random.Random(SEED), fuzzing.Mutator(SEED)
     client = application.test_client()
     started, counts = time.monotonic(), {"ok": 0, "refused": 0}
     try:
-        for case in range(IN_PROCESS_CASES):
+        for case in range(cases):
             if case % REPLAY_EVERY == 0:
+                if case:  # what was accepted since the last rebuild must still render
+                    fuzzing.check_renders(client, ADMIN_TOKEN, f"before case {case}")
                 fuzzing.replay(client, ADMIN_TOKEN, fuzzing.build_events())
                 watch.changed()
-            argv, content = _argv(rng, mutator, directory)
-            before = fuzzing.dump_tables(engine) if case % 50 == 0 else None
-            with fuzzing.payload_file(directory, content or b"") as path:
-                argv = [path if part == "@FILE" else part for part in argv]
-                outcome = Outcome(*fuzzing.run_entry_point(client, argv))
-            check(outcome, argv)
-            if outcome.code == 0:
-                counts["ok"] += 1
-                watch.changed()
-                continue
-            counts["refused"] += 1
-            assert not watch.changed(), f"case {case}: refused, yet something was committed"
-            if before is not None:
-                assert fuzzing.dump_tables(engine) == before, f"case {case}"
+            outcome = _one_case(client, engine, watch, case, rng, mutator, directory)
+            counts["ok" if outcome.code == 0 else "refused"] += 1
+        fuzzing.check_renders(client, ADMIN_TOKEN, f"after case {cases - 1}")
     finally:
         watch.close()
         engine.dispose()
-    print(f"\nentry-point fuzz, in-process: {IN_PROCESS_CASES} cases ({counts['ok']} accepted, "
-          f"{counts['refused']} refused) in {time.monotonic() - started:.1f} s")
-    assert counts["refused"] > IN_PROCESS_CASES // 2
+    print(f"\nentry-point fuzz, in-process, {engine.dialect.name}: {cases} cases "
+          f"({counts['ok']} accepted, {counts['refused']} refused) in "
+          f"{time.monotonic() - started:.1f} s")
+    assert counts["refused"] > cases // 2
+
+
+def _one_case(client: FlaskClient, engine: Engine, watch: fuzzing.DbWatch, case: int,
+              rng: random.Random, mutator: fuzzing.Mutator, directory: Path) -> Outcome:
+    argv, content = _argv(rng, mutator, directory)
+    before = fuzzing.dump_tables(engine) if case % 50 == 0 else None
+    with fuzzing.payload_file(directory, content or b"") as path:
+        argv = [path if part == "@FILE" else part for part in argv]
+        outcome = Outcome(*fuzzing.run_entry_point(client, argv))
+    check(outcome, argv)
+    if outcome.code == 0:
+        watch.changed()
+        return outcome
+    assert not watch.changed(), f"case {case}: refused, yet something was committed"
+    if before is not None:
+        assert fuzzing.dump_tables(engine) == before, f"case {case}"
+    return outcome
 
 
 def test_fuzz_entry_point_executable(service: Service, tmp_path: Path) -> None:

@@ -137,14 +137,7 @@ class World:
             return fuzzing.run_entry_point(self.app.test_client(), [command, path, "60"])
 
     def render(self) -> Rendered:
-        client = self.app.test_client()
-        headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-        artifacts = {}
-        for device in ("sg1", "hv1"):
-            answer = client.get(f"/v1/devices/{device}/config?since=0", headers=headers)
-            assert answer.status_code == 200, answer.get_json()
-            artifacts[device] = {name: item["content"]
-                                 for name, item in answer.get_json()["artifacts"].items()}
+        artifacts = fuzzing.rendered_artifacts(self.app.test_client(), ADMIN_TOKEN)
         state = json.loads(artifacts["sg1"]["softgate.json"])
         nft = [render_full(RoutingDomain.from_json(item))
                for item in state["netfilter"]["domains"]]

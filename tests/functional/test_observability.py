@@ -7,23 +7,29 @@ shared by its tests.
 from __future__ import annotations
 
 import http.client
+import io
 import json
+import logging
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+import vxgate_log
 from bench.service import Service, with_this_checkout
 from provider_service.app import create_app
+from provider_service.cloudstack import dispatch
 from provider_service.config import Settings
 from simulator.fabric import wait_until
 from tests import cloudstack_payloads as cp
-from tests.cloudstack_payloads import Net, Registration
+from tests import fuzzing
+from tests.cloudstack_payloads import Net, Registration, Vpc
 from tests.conftest import ADMIN_TOKEN
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -49,6 +55,10 @@ def samples(service: Service) -> Samples:
     status, content_type, text = scrape(service)
     assert status == 200, text
     assert content_type.startswith("text/plain; version=0.0.4")
+    return parse_samples(text)
+
+
+def parse_samples(text: str) -> Samples:
     found: Samples = {}
     for family in text_string_to_metric_families(text):  # raises on a malformed text
         for sample in family.samples:
@@ -159,6 +169,30 @@ def test_an_events_log_lines_carry_its_ids(service: Service) -> None:
     assert ok["request_id"] != refused["request_id"]
 
 
+def test_a_vpc_events_log_lines_carry_its_vpc_id(service: Service) -> None:
+    """VPC-level events (the VPC's own and its tier's): every line logged while one is
+    handled names the VPC, and the request it belongs to."""
+    offset = service.log_path.stat().st_size
+    vpc = Vpc("620", "10.120.0.0/16")
+    tier = Net("621", "10.120.1.0/24", "10.120.1.1", vpc=vpc)
+    sent = [("ensure-network-device", cp.ensure_vpc(vpc)), ("implement-vpc", cp.V(vpc)),
+            ("implement-network", cp.implement_network(tier))]
+    assert [post_event(service, command, payload) for command, payload in sent] == [200] * 3
+
+    def event_lines() -> list[dict[str, Any]]:
+        # Only lines logged while an event is handled carry its command.
+        return [line for line in log_lines(service.log_path, offset) if "command" in line]
+
+    wait_until("the events' log lines", lambda: len(event_lines()) >= len(sent), timeout=30)
+    lines = event_lines()
+    assert all(line["vpc_id"] == vpc.id and line["request_id"] for line in lines), lines
+    outcomes = [line for line in lines if line["logger"] == "provider_service.api.cloudstack"]
+    assert [(line["command"], line["outcome"]) for line in outcomes] == [
+        (command, "ok") for command, _ in sent]
+    assert outcomes[2]["network_id"] == tier.id and "network_id" not in outcomes[1]
+    assert len({line["request_id"] for line in outcomes}) == len(sent)
+
+
 @pytest.fixture
 def agent(service: Service, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     """The real agent of DEVICE, with an FRR socket directory where no FRR runs: its
@@ -233,3 +267,69 @@ def test_the_answer_names_the_request_id_of_its_log_lines(database_url: str) -> 
         assert len(made.headers["X-Request-Id"]) == 16
     finally:
         app.extensions["vxgate.db"].dispose()
+
+
+@contextmanager
+def json_log_lines() -> Iterator[list[dict[str, Any]]]:
+    """The lines logged meanwhile in this process, as the service writes them (JSON),
+    formatted when logged: a request's context is gone once it is answered. The list
+    fills when the block ends."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(vxgate_log.JsonFormatter())
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    lines: list[dict[str, Any]] = []
+    try:
+        yield lines
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        lines.extend(json.loads(line) for line in stream.getvalue().splitlines())
+
+
+def test_a_failing_handler_counts_failed_and_answers_one_line(
+        database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A handler's bug (any exception not the service's own): a 500 with a one-line
+    error and no traceback, counted as "failed", logged with its traceback; every line
+    logged meanwhile carries the request id."""
+
+    def broken(_session: object, _event: object) -> None:
+        raise RuntimeError("handler bug at /srv/vxgate/x.py")
+
+    monkeypatch.setitem(dispatch.COMMANDS, "implement-network", broken)
+    app = create_app(Settings(database_url=database_url, admin_token=ADMIN_TOKEN))
+    net = Net("613", "10.63.0.0/24", "10.63.0.1")
+    body = fuzzing.event_file("implement-network", ADMIN_TOKEN, cp.implement_network(net))
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}", "X-Request-Id": "cs-job-613"}
+    try:
+        client = app.test_client()
+        before = parse_samples(client.get("/metrics").get_data(as_text=True))
+        with json_log_lines() as lines:
+            answer = client.post("/v1/cloudstack/implement-network", json=body,
+                                 headers=headers)
+        after = parse_samples(client.get("/metrics").get_data(as_text=True))
+    finally:
+        app.extensions["vxgate.db"].dispose()
+
+    assert answer.status_code == 500
+    error = answer.get_json()["error"]
+    assert "\n" not in error and "Traceback" not in error, error
+    assert "RuntimeError" in error and "/srv/vxgate" not in error, error  # no internals
+
+    def delta(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert delta("vxgate_events_total", command="implement-network", outcome="failed") == 1
+    assert delta("vxgate_events_total", command="implement-network", outcome="ok") == 0
+    assert delta("vxgate_event_duration_seconds_count", command="implement-network") == 1
+
+    assert lines and all(line.get("request_id") == "cs-job-613" for line in lines), lines
+    assert all(line.get("network_id") == net.id for line in lines), lines
+    event = [line for line in lines if line["logger"] == "provider_service.api.cloudstack"]
+    assert len(event) == 1 and event[0]["outcome"] == "failed", event
+    failure = [line for line in lines if "exception" in line]
+    assert len(failure) == 1 and failure[0]["level"] == "error"
+    assert "RuntimeError: handler bug" in failure[0]["exception"]
