@@ -13,6 +13,9 @@
 #      (sysusers.d), /etc/vxgate (tmpfiles.d), /etc/vxgate/vxgate.env.sample and, only
 #      if absent, /etc/vxgate/vxgate.env.
 #   4. systemctl daemon-reload and enable; with --start also start (or restart).
+#      The service role also gets vxgate-audit.service and its timer (an hourly,
+#      report-only `vxgate cloudstack audit`); the timer is enabled only once
+#      /etc/vxgate/cloudstack.env sets CLOUDSTACK_ENDPOINT (docs/operations.md).
 #
 # No simulator, no dev tools, no PostgreSQL server (docs/operations.md says where to put
 # the database). Idempotent: a second run installs nothing new and changes nothing.
@@ -71,9 +74,13 @@ done
 [[ -z "$ROOT" || "$START" -eq 0 ]] || die "--start cannot be used with --root"
 
 UNITS=()
+# Installed, but enabled only when configured (section 4): the audit needs CloudStack
+# credentials, which only the operator can give.
+AUDIT_UNITS=()
 PACKAGES=("${COMMON_PACKAGES[@]}")
 if [[ "$ROLE" == service || "$ROLE" == all ]]; then
     UNITS+=(vxgate-service.service)
+    AUDIT_UNITS+=(vxgate-audit.service vxgate-audit.timer)
     PACKAGES+=("${SERVICE_PACKAGES[@]}")
 fi
 if [[ "$ROLE" == agent || "$ROLE" == all ]]; then
@@ -182,7 +189,7 @@ if [[ "$(readlink "$ROOT/usr/local/bin/vxgate" 2>/dev/null || true)" != "$PREFIX
 fi
 
 PACKAGING="$REPO/packaging"
-for unit in "${UNITS[@]}"; do
+for unit in "${UNITS[@]}" "${AUDIT_UNITS[@]}"; do
     install_file "$PACKAGING/systemd/$unit" "$ROOT/etc/systemd/system/$unit" 0644
 done
 install_file "$PACKAGING/tmpfiles.d/vxgate.conf" "$ROOT/etc/tmpfiles.d/vxgate.conf" 0644
@@ -200,6 +207,20 @@ fi
 
 # --- 4. systemd -----------------------------------------------------------
 
+# The audit timer, on the service host, once the operator gave CloudStack's credentials:
+# enabled without them, every pass would fail. Never disabled here: an operator who
+# enabled it by hand keeps it.
+enable_audit_timer() {
+    [[ "${#AUDIT_UNITS[@]}" -gt 0 ]] || return 0
+    if grep -qE '^CLOUDSTACK_ENDPOINT=.+' /etc/vxgate/cloudstack.env 2>/dev/null; then
+        systemctl enable --quiet --now vxgate-audit.timer
+        echo "install: enabled vxgate-audit.timer (hourly, report-only)"
+    else
+        echo "install: vxgate-audit.timer not enabled: put CLOUDSTACK_ENDPOINT, CLOUDSTACK_KEY"
+        echo "         and CLOUDSTACK_SECRET in /etc/vxgate/cloudstack.env (mode 0600), run again"
+    fi
+}
+
 if [[ -n "$ROOT" ]]; then
     echo "install: --root: not enabling ${UNITS[*]}"
 elif [[ ! -d /run/systemd/system ]]; then
@@ -214,4 +235,5 @@ else
         echo "install: enabled ${UNITS[*]}; edit /etc/vxgate/vxgate.env, then:"
         echo "         systemctl restart ${UNITS[*]}"
     fi
+    enable_audit_timer
 fi

@@ -1,11 +1,19 @@
 """The service SIGKILLed in the middle of 100 concurrent extension events, then restarted.
 
-Ten "CloudStack operations" (lanes) run side by side, each a network's ten events in
-CloudStack's order through the real entry-point: implement-network, source NAT, two VMs'
-NICs and a DHCP lease, a static NAT, a port forward or a load balancer, the firewall.
-Once KILL_AFTER answers have come back, the test holds the service's writes (on
+"CloudStack operations" (lanes) run side by side, each a network's events in CloudStack's
+order through the real entry-point, in one of two shapes (`Shape`):
+
+- lanes of ten: ten lanes, each a network's ten events: implement-network, source NAT,
+  two VMs' NICs and a DHCP lease, a static NAT, a port forward or a load balancer, the
+  firewall; at most ten events in flight;
+- all at once: a hundred lanes of one event each, implement-network of a hundred
+  networks, sent together by a hundred threads. Only a lane's first event is independent
+  of the others (every later one needs its network implemented), so all hundred can be in
+  flight together, and they all race for the same VNI pools.
+
+Once `kill_after` answers have come back, the test holds the service's writes (on
 PostgreSQL the row every write transaction updates last, so writers wait with their rows
-written, uncommitted) until IN_FLIGHT requests are in the service, then SIGKILLs the
+written, uncommitted) until `in_flight` requests are in the service, then SIGKILLs the
 whole gunicorn process group (master and workers) by its id. A lane stops at its first
 failure, as a CloudStack operation does. After a restart on the same database:
 
@@ -46,9 +54,6 @@ from tests import cloudstack_payloads as cp
 from tests.cloudstack_payloads import CloudStack, Json, Net, Nic, PublicIp, Registration
 from tests.conftest import usable_postgres_url
 
-LANES = 10
-KILL_AFTER = 40  # answers received before the SIGKILL
-IN_FLIGHT = 4  # requests in the service at the SIGKILL, at least
 WORKERS = 3
 DOMAIN = "kill.lab"
 
@@ -121,8 +126,28 @@ def lane_events(lane: int) -> list[Event]:
     ]
 
 
-ALL_EVENTS = [event for lane in range(LANES) for event in lane_events(lane)]
-NETWORKS = [net_of(lane).id for lane in range(LANES)]
+@dataclass(frozen=True)
+class Shape:
+    """`lanes` networks, each its first `events` events in order, one thread a lane; the
+    SIGKILL once `kill_after` answers came and `in_flight` requests are held."""
+
+    name: str
+    lanes: int
+    events: int
+    kill_after: int
+    in_flight: int
+
+    def all_events(self) -> list[Event]:
+        return [event for lane in range(self.lanes) for event in lane_events(lane)[:self.events]]
+
+    def networks(self) -> list[str]:
+        return [net_of(lane).id for lane in range(self.lanes)]
+
+
+LANES_OF_TEN = Shape("lanes-of-ten", lanes=10, events=10, kill_after=40, in_flight=4)
+# 60 requests are left when the writes are held: most of them reach the service (3
+# workers x 8 threads, the rest in its accept queue) before the kill.
+ALL_AT_ONCE = Shape("all-at-once", lanes=100, events=1, kill_after=40, in_flight=10)
 
 # --- running them -------------------------------------------------------------------------
 
@@ -163,9 +188,12 @@ class Run:
                 net = replace(net, vlan=uri.removeprefix("vxlan://"), state="implemented")
 
     def all_lanes(self, events: list[Event]) -> Run:
-        lanes = [[e for e in events if e.lane == lane] for lane in range(LANES)]
-        with ThreadPoolExecutor(LANES) as pool:
-            list(pool.map(self.lane, [lane for lane in lanes if lane]))
+        """Every lane of `events` at once, a thread each."""
+        lanes: dict[int, list[Event]] = {}
+        for event in events:
+            lanes.setdefault(event.lane, []).append(event)
+        with ThreadPoolExecutor(len(lanes)) as pool:
+            list(pool.map(self.lane, lanes.values()))
         return self
 
 
@@ -176,19 +204,19 @@ def element(service: Service) -> CloudStack:
 # --- what the service shows -----------------------------------------------------------
 
 
-def canonical(service: Service) -> Json:
+def canonical(service: Service, networks: list[str]) -> Json:
     """The state the REST API shows and the replay devices' rendered configs (text only:
     generations count changes, which a killed run has more of), with each VNI replaced by
     the name of what it belongs to."""
-    state = cp.recorded_state(service, NETWORKS)
+    state = cp.recorded_state(service, networks)
     configs = {device: {name: content for name, (_generation, content) in artifacts.items()}
                for device, artifacts in cp.rendered_configs(service).items()}
     names = {}
-    for net_id in NETWORKS:
+    for net_id in networks:
         network = state[f"network {net_id}"]["network"]
         names[int(network["broadcast_uri"].removeprefix("vxlan://"))] = f"<l2vni {net_id}>"
         names[network["l3vni"]] = f"<l3vni {net_id}>"
-    assert len(names) == 2 * len(NETWORKS), names  # no VNI twice
+    assert len(names) == 2 * len(networks), names  # no VNI twice
 
     pools = state.pop("pools")  # numbers, not VNIs: "10000-10999"
     return {"pools": pools, "state": with_names(state, names),
@@ -231,18 +259,21 @@ def with_names(value: Any, names: dict[int, str]) -> Any:
     return value
 
 
-def network_state(service: Service, net_id: str) -> Any:
-    return cp.recorded_state(service, [net_id])[f"network {net_id}"]
+def network_states(service: Service, networks: list[str]) -> dict[str, Any]:
+    """Each network's recorded state (404 when absent), read once for all the checks: a
+    hundred networks' reads are most of a check's time."""
+    state = cp.recorded_state(service, networks)
+    return {net_id: state[f"network {net_id}"] for net_id in networks}
 
 
 # --- the checks after the restart -------------------------------------------------------
 
 
-def check_answered_events_are_recorded(service: Service, outcomes: list[Outcome]) -> None:
+def check_answered_events_are_recorded(states: dict[str, Any],
+                                       outcomes: list[Outcome]) -> None:
     for outcome in outcomes:
         if outcome.ok:
-            recorded = answered_event_recorded(outcome, network_state(service, net_of(
-                outcome.event.lane).id))
+            recorded = answered_event_recorded(outcome, states[net_of(outcome.event.lane).id])
             assert recorded, f"{outcome.event} answered {outcome.output!r} but is not recorded"
 
 
@@ -335,14 +366,14 @@ def inconsistencies(service: Service) -> dict[str, list[Any]]:
     return {name: rows for name, rows in found.items() if rows}
 
 
-def half_applied(service: Service) -> list[str]:
+def half_applied(states: dict[str, Any], lanes: int) -> list[str]:
     """Rules only part of whose event is recorded. apply-fw-rules replaces a network's
     whole rule set: half would be some of the payload's rules, or a rule without its
     ports; apply-lb-rules: a rule with fewer backends than sent; add-port-forward and
     add-static-nat are single rows (their consistency with the public IP is a query)."""
     found = []
-    for lane in range(LANES):
-        network = network_state(service, net_of(lane).id)
+    for lane in range(lanes):
+        network = states[net_of(lane).id]
         if network == 404:
             continue
         sent = firewall_rules(lane, net_of(lane))
@@ -369,12 +400,12 @@ def database(request: pytest.FixtureRequest) -> str:
     return usable_postgres_url(reset_postgres_schema)
 
 
-def clean_run(database: str, tmp_path: Path) -> Json:
+def clean_run(database: str, tmp_path: Path, shape: Shape) -> Json:
     with running_service(database, workers=WORKERS, state_dir=tmp_path / "clean") as service:
         cp.seed(service)
-        run = Run(element(service)).all_lanes(ALL_EVENTS)
+        run = Run(element(service)).all_lanes(shape.all_events())
         assert [o for o in run.outcomes if not o.ok] == []
-        return canonical(service)
+        return canonical(service, shape.networks())
 
 
 @contextmanager
@@ -425,47 +456,49 @@ def writers_waiting(service: Service) -> int:
         engine.dispose()
 
 
-def kill_mid_requests(service: Service, run: Run) -> int:
-    """Once KILL_AFTER answers came: hold the writes until IN_FLIGHT requests are in the
-    service (on PostgreSQL: in their transactions), then SIGKILL the service's whole
-    process group (its own, by id). Returns how many requests it was holding."""
-    assert run.enough.wait(timeout=300), "the events never got KILL_AFTER answers"
+def kill_mid_requests(service: Service, run: Run, in_flight: int) -> int:
+    """Once `run.signal_after` answers came: hold the writes until `in_flight` requests
+    are in the service (on PostgreSQL: in their transactions), then SIGKILL the service's
+    whole process group (its own, by id). Returns how many requests it was holding."""
+    assert run.enough.wait(timeout=300), "the events never got kill_after answers"
     with writes_held(service):
         def held() -> int:
             if service.database_url:
                 return min(open_requests(service), writers_waiting(service))
             return open_requests(service)
 
-        wait_until(f"{IN_FLIGHT} requests in flight", lambda: held() >= IN_FLIGHT,
+        wait_until(f"{in_flight} requests in flight", lambda: held() >= in_flight,
                    timeout=60, interval=0.02)
         holding = held()
         os.killpg(service.pid, signal.SIGKILL)
     return holding
 
 
-def killed_run(database: str, state_dir: Path) -> Run:
-    """The events until KILL_AFTER answers came, then SIGKILL mid-requests."""
+def killed_run(database: str, state_dir: Path, shape: Shape) -> Run:
+    """The events until `shape.kill_after` answers came, then SIGKILL mid-requests."""
     with running_service(database, workers=WORKERS, state_dir=state_dir) as service:
         cp.seed(service)
-        run = Run(element(service), signal_after=KILL_AFTER)
+        run = Run(element(service), signal_after=shape.kill_after)
         with ThreadPoolExecutor(1) as killer:
-            holding = killer.submit(kill_mid_requests, service, run)
-            run.all_lanes(ALL_EVENTS)
-            assert holding.result() >= IN_FLIGHT
+            holding = killer.submit(kill_mid_requests, service, run, shape.in_flight)
+            run.all_lanes(shape.all_events())
+            assert holding.result() >= shape.in_flight
     return run
 
 
+@pytest.mark.parametrize("shape", [LANES_OF_TEN, ALL_AT_ONCE], ids=lambda shape: shape.name)
 def test_service_killed_mid_events_recovers_and_replays_converge(
-        database: str, tmp_path: Path) -> None:
+        database: str, shape: Shape, tmp_path: Path) -> None:
     if database:
-        expected = clean_run(database, tmp_path)
+        expected = clean_run(database, tmp_path, shape)
         reset_postgres_schema(database)
     else:
-        expected = clean_run("", tmp_path)
+        expected = clean_run("", tmp_path, shape)
 
-    run = killed_run(database, tmp_path / "killed")
+    events = shape.all_events()
+    run = killed_run(database, tmp_path / "killed", shape)
     failed = [o for o in run.outcomes if not o.ok]
-    assert KILL_AFTER <= len(run.outcomes) - len(failed) < len(ALL_EVENTS), len(failed)
+    assert shape.kill_after <= len(run.outcomes) - len(failed) < len(events), len(failed)
     assert failed, "the kill failed no event"
     for outcome in failed:  # what CloudStack logs: one clear line
         assert len(outcome.output.splitlines()) == 1, outcome.output
@@ -475,11 +508,12 @@ def test_service_killed_mid_events_recovers_and_replays_converge(
         assert "Traceback" not in outcome.output
 
     with running_service(database, workers=WORKERS, state_dir=tmp_path / "killed") as service:
-        check_answered_events_are_recorded(service, run.outcomes)
+        states = network_states(service, shape.networks())
+        check_answered_events_are_recorded(states, run.outcomes)
         assert inconsistencies(service) == {}
-        assert half_applied(service) == []
+        assert half_applied(states, shape.lanes) == []
 
-        replay = Run(element(service)).all_lanes(ALL_EVENTS)
+        replay = Run(element(service)).all_lanes(events)
         assert [(str(o.event), o.output) for o in replay.outcomes if not o.ok] == []
         assert inconsistencies(service) == {}
-        assert canonical(service) == expected
+        assert canonical(service, shape.networks()) == expected

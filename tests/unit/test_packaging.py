@@ -1,8 +1,9 @@
 """packaging/: the sample configuration explains every setting the code reads, the
 systemd units pass systemd's own checks, and the install script is sound shell.
 
-The sample cannot rot: a new VXGATE_* variable in the code, or a new option of
-vxgate-service or vxgate-agent, fails here until packaging/vxgate.env.sample explains it.
+The sample cannot rot: a new VXGATE_* variable in the code, a CLOUDSTACK_* variable the
+admin commands read, or a new option of vxgate-service or vxgate-agent, fails here until
+packaging/vxgate.env.sample explains it.
 """
 
 from __future__ import annotations
@@ -21,10 +22,14 @@ from provider_service import serve
 REPO = Path(__file__).resolve().parents[2]
 PACKAGING = REPO / "packaging"
 SAMPLE = PACKAGING / "vxgate.env.sample"
-UNITS = ("vxgate-service.service", "vxgate-agent.service")
+UNITS = ("vxgate-service.service", "vxgate-agent.service", "vxgate-audit.service",
+         "vxgate-audit.timer")
+SERVICES = tuple(unit for unit in UNITS if unit.endswith(".service"))
 INSTALLED_BIN = "/opt/vxgate/venv/bin/"
 CODE_DIRS = ("provider_service", "agent", "plugin")
 VARIABLE_RE = re.compile(r"\bVXGATE_[A-Z0-9_]+\b")
+# Quoted: the names looked up in the environment, not constants such as CLOUDSTACK_ONLY.
+CLOUDSTACK_VARIABLE_RE = re.compile(r"[\"'](CLOUDSTACK_[A-Z0-9_]+)[\"']")
 # Names in the code that look like settings but are not read from the environment.
 NOT_ENVIRONMENT = {"VXGATE_SETTINGS": "the Flask app.config key of the parsed Settings"}
 TIMEOUT_S = 120.0
@@ -36,15 +41,20 @@ def sample_text() -> str:
 
 def sample_variables() -> set[str]:
     """Variables the sample assigns, commented out (`#NAME=`) or not."""
-    return set(re.findall(r"^#?(VXGATE_[A-Z0-9_]+)=", sample_text(), re.MULTILINE))
+    return set(re.findall(r"^#?((?:VXGATE|CLOUDSTACK)_[A-Z0-9_]+)=", sample_text(),
+                          re.MULTILINE))
+
+
+def code_texts() -> list[str]:
+    return [path.read_text(encoding="utf-8") for directory in CODE_DIRS
+            for path in (REPO / directory).rglob("*.py") if "migrations" not in path.parts]
 
 
 def variables_in_code() -> set[str]:
     found: set[str] = set()
-    for directory in CODE_DIRS:
-        for path in (REPO / directory).rglob("*.py"):
-            if "migrations" not in path.parts:
-                found.update(VARIABLE_RE.findall(path.read_text(encoding="utf-8")))
+    for text in code_texts():
+        found.update(VARIABLE_RE.findall(text))
+        found.update(CLOUDSTACK_VARIABLE_RE.findall(text))
     return found - NOT_ENVIRONMENT.keys()
 
 
@@ -64,6 +74,9 @@ def test_the_code_reads_the_settings_we_know() -> None:
     # Guards the scan itself: config.py's settings must be found.
     assert {"VXGATE_DATABASE_URL", "VXGATE_STATE_DIR", "VXGATE_ADMIN_TOKEN",
             "VXGATE_ADMIN_TOKEN_FILE"} <= variables_in_code()
+    # and the audit unit's credentials, the register and audit commands' (not constants).
+    cloudstack = {v for v in variables_in_code() if v.startswith("CLOUDSTACK_")}
+    assert cloudstack == {"CLOUDSTACK_ENDPOINT", "CLOUDSTACK_KEY", "CLOUDSTACK_SECRET"}
 
 
 def test_every_environment_variable_is_in_the_sample() -> None:
@@ -86,12 +99,24 @@ def test_every_agent_option_is_in_the_sample(capsys: pytest.CaptureFixture[str])
 
 
 def test_every_variable_a_unit_uses_is_in_the_sample() -> None:
-    for unit in UNITS:
+    for unit in SERVICES:
         text = (PACKAGING / "systemd" / unit).read_text(encoding="utf-8")
         assert "EnvironmentFile=/etc/vxgate/vxgate.env\n" in text
-        used = set(re.findall(r"\$\{?(VXGATE_[A-Z0-9_]+)", text))
-        assert used, f"{unit} passes no settings from the environment file"
+        used = set(re.findall(r"\$\{?((?:VXGATE|CLOUDSTACK)_[A-Z0-9_]+)", text))
         assert used <= sample_variables(), f"{unit}: {sorted(used - sample_variables())}"
+    for unit in ("vxgate-service.service", "vxgate-agent.service"):
+        text = (PACKAGING / "systemd" / unit).read_text(encoding="utf-8")
+        assert re.search(r"\$\{?VXGATE_", text), f"{unit} passes no settings from the file"
+
+
+def test_audit_unit_reports_only_and_reads_credentials_apart() -> None:
+    # --repair deletes from the service; unattended, it is a drop-in's choice (see unit).
+    text = (PACKAGING / "systemd" / "vxgate-audit.service").read_text(encoding="utf-8")
+    assert re.findall(r"^ExecStart=(.*)$", text, re.MULTILINE) == [
+        f"{INSTALLED_BIN}vxgate cloudstack audit"]
+    assert "EnvironmentFile=/etc/vxgate/cloudstack.env\n" in text
+    for unit in ("vxgate-service.service", "vxgate-agent.service"):
+        assert "cloudstack.env" not in (PACKAGING / "systemd" / unit).read_text()
 
 
 def test_sample_lines_are_comments_or_assignments() -> None:
@@ -135,9 +160,10 @@ def test_units_pass_systemd_analyze_verify(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None,
                     reason="systemd-analyze is not installed (Debian package systemd)")
-def test_service_unit_is_hardened(tmp_path: Path) -> None:
-    units = units_for_verify(tmp_path)
-    result = run(["systemd-analyze", "security", "--offline=true", str(units[0])])
+@pytest.mark.parametrize("unit", ["vxgate-service.service", "vxgate-audit.service"])
+def test_service_and_audit_units_are_hardened(unit: str, tmp_path: Path) -> None:
+    copy = units_for_verify(tmp_path)[UNITS.index(unit)]
+    result = run(["systemd-analyze", "security", "--offline=true", str(copy)])
     level = re.search(r"Overall exposure level for \S+: ([0-9.]+)", result.stdout)
     assert level is not None, result.stdout + result.stderr
     # systemd's scale: 0 (locked down) to 10 (exposed); "OK" is below 2.
