@@ -250,17 +250,14 @@ class Fabric:
 
 
 def teardown(directory: Path) -> None:
-    # Also deeper: the agents' dnsmasq and metadata servers keep theirs in the agent's
-    # state directory.
-    pids = [pid for pid_file in sorted(directory.glob("*/**/*.pid"))
-            if (pid := _our_pid(pid_file)) is not None]
-    for pid in pids:
-        _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 0.5  # FRR takes 1-2 s to exit; its state dies anyway
-    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for pid in pids:
-        _signal(pid, signal.SIGKILL)
+    # The agents first, and gone before the rest: an agent still running starts again
+    # the dnsmasq or metadata server that dies beside it, and that one would outlive
+    # the run (seen: a SIGTERMed agent finishing its apply).
+    _stop(_pids(directory, "*/agent.pid"), grace=5.0)
+    # Then every other process: FRR in the node directories, and deeper the agents'
+    # dnsmasq, metadata servers and conntrackd in their state directories. FRR takes
+    # 1-2 s to exit on SIGTERM; its state dies with the run anyway.
+    _stop(_pids(directory, "*/**/*.pid"), grace=0.5)
     listing = directory / "netns.list"
     if listing.exists():
         for name in reversed(listing.read_text().split()):
@@ -280,6 +277,26 @@ def reap_stale(state_root: Path = STATE_ROOT) -> None:
             continue
         if not _alive(pid):
             teardown(directory)
+
+
+def _pids(directory: Path, pattern: str) -> list[int]:
+    return [pid for pid_file in sorted(directory.glob(pattern))
+            if (pid := _our_pid(pid_file)) is not None]
+
+
+def _stop(pids: list[int], grace: float) -> None:
+    """SIGTERM, then SIGKILL whatever has not left within `grace` seconds; returns once
+    they are gone."""
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in pids:
+        _signal(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5.0  # the kernel reaps a killed process promptly
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def _our_pid(pid_file: Path) -> int | None:
@@ -311,7 +328,12 @@ def processes_of(directory: Path) -> list[int]:
 
 
 def _alive(pid: int) -> bool:
-    return Path(f"/proc/{pid}").exists()
+    """Running: a zombie (exited, its parent, maybe this process, not yet waiting) is not."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _signal(pid: int, signum: int) -> None:
