@@ -100,12 +100,10 @@ General {{
 \t\t\tIPv4_address {spec.peer}
 \t\t}}
 \t}}
-\t# Real-time, as conntrackd wants, but at the lowest priority: FRR and BFD share
-\t# the box.
-\tScheduler {{
-\t\tType RR
-\t\tPriority 1
-\t}}
+\t# No Scheduler section: the default time-sharing class, not conntrackd's suggested
+\t# real-time one. A real-time conntrackd that spun (resending to a peer that has
+\t# just become unreachable) would starve ksoftirqd, which forwards the SoftGate's
+\t# packets, and FRR and BFD with it: the failover it is there for would stall.
 }}
 """
 
@@ -159,6 +157,16 @@ class Conntrackd:
     def _stop(self, run_dir: Path) -> None:
         procs.stop_owned([run_dir / PID], marker=lambda _: str(run_dir / CONFIG))
 
+    def _answers(self, netns: str, run_dir: Path) -> bool:
+        """Whether the running instance answers a statistics request on its socket."""
+        try:
+            return subprocess.run(
+                [self.ip, "netns", "exec", netns, self.binary, "-C", str(run_dir / CONFIG),
+                 "-s"], stdin=subprocess.DEVNULL, capture_output=True,
+                timeout=START_TIMEOUT_S, check=False).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
     def _start(self, netns: str, run_dir: Path) -> str:
         # Not running, so a lock or socket left there is a killed instance's: it would
         # make conntrackd refuse to start.
@@ -178,7 +186,10 @@ class Conntrackd:
         procs.atomic_write(run_dir / PID, f"{process.pid}\n")
         ready = procs.wait_for(lambda: (run_dir / SOCKET).exists()
                                or process.poll() is not None, START_TIMEOUT_S)
-        if ready and process.poll() is None:
+        # The control socket comes before the sync channel: only an answer on it says
+        # the instance got through its whole start (a channel that cannot bind ends it
+        # just after the socket appeared).
+        if ready and process.poll() is None and self._answers(netns, run_dir):
             return ""
         if process.poll() is None:
             process.kill()  # our own child, by its Popen handle

@@ -220,6 +220,8 @@ def _round(cloud: Cloud, vm: dict[str, Any], links: Callable[[bool], None],
                    timeout=10, interval=0.1)
         cut = time.time()
         links(False)
+        # A round that fails leaves the links as they were, for the next round or test.
+        stack.callback(links, True)
         waiting("the streams to flow through sg2", cut, timeout=4 * goal)
         with server_in(fabric, "up1", NEW_CONNECTION_PORT):
             answer = connect(fabric, node, internet, NEW_CONNECTION_PORT)
